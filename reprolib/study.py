@@ -1,0 +1,354 @@
+"""What every study notebook does first and last: resolve its parameters, and write its run record.
+
+A study notebook's first code cell (tagged ``parameters``) holds plain literals. The next cell calls
+:func:`resolve_parameters`, which rejects unknown names and bad values and fills the profile's
+defaults (``smoke`` / ``mini`` / ``full``); any single parameter given explicitly overrides its
+profile. The last cell calls :func:`write_record`, which stores everything needed to trust and
+compare the run: parameters, data set fingerprint, code fingerprint, environment, wall time,
+metrics, curves and figures, under ``results/<study>/<run-id>/record.json``.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+__all__ = ["Parameter", "resolve_parameters", "parameters_from_namespace", "Run", "write_record",
+           "code_fingerprint", "repo_root", "results_dir", "load_records", "is_stale", "PROFILES"]
+
+PROFILES = ("smoke", "mini", "full")
+
+# Names IPython / ipykernel put into a notebook's namespace before the first cell runs.
+_KERNEL_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}
+
+
+@dataclass
+class Parameter:
+    """One notebook parameter.
+
+    Attributes:
+        types: accepted Python types (``None`` is accepted when ``None`` is in the tuple).
+        profiles: the value for each profile (``smoke``/``mini``/``full``); a parameter whose
+            notebook value is ``None`` takes its profile's value.
+        choices: allowed values, if the parameter is categorical.
+        check: extra validation returning an error message or ``None``.
+        help: one line for the error messages and the book.
+    """
+
+    types: tuple
+    profiles: dict = field(default_factory=dict)
+    choices: tuple | None = None
+    check: Callable[[Any], str | None] | None = None
+    help: str = ""
+
+
+def parameters_from_namespace(namespace: dict) -> dict:
+    """The user-level names of a notebook namespace (what the parameters cell and papermill's
+    injected cell defined): no underscores, modules, or IPython's own names."""
+    import types
+
+    return {k: v for k, v in namespace.items()
+            if not k.startswith("_") and k not in _KERNEL_NAMES
+            and not isinstance(v, (types.ModuleType, types.FunctionType, type))}
+
+
+def resolve_parameters(study: str, given: dict, spec: dict[str, Parameter]) -> dict:
+    """Validate a notebook's parameters and fill the profile defaults.
+
+    Args:
+        study: the study's name (for messages).
+        given: name → value as the notebook holds them (see :func:`parameters_from_namespace`).
+        spec: name → :class:`Parameter`; must contain ``profile``.
+
+    Returns:
+        A dict with every parameter of ``spec`` resolved, plus ``overridden``: the names whose value
+        was set explicitly rather than taken from the profile.
+
+    Raises:
+        ValueError: unknown names (with the closest known name), a bad type, a value outside its
+            choices, or a failed check. All problems are reported at once.
+    """
+    import difflib
+
+    errors = []
+    unknown = sorted(set(given) - set(spec))
+    for name in unknown:
+        close = difflib.get_close_matches(name, list(spec), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        errors.append(f"unknown parameter {name!r}{hint}")
+    profile = given.get("profile", "mini")
+    if profile not in PROFILES:
+        errors.append(f"profile must be one of {PROFILES}, got {profile!r}")
+        profile = "mini"
+    out, overridden = {}, []
+    for name, p in spec.items():
+        value = given.get(name)
+        if value is None and profile in p.profiles:
+            value = p.profiles[profile]
+        elif name in given and given[name] is not None and name != "profile":
+            overridden.append(name)
+        if name == "profile":
+            value = profile
+        ok_types = tuple(t for t in p.types if t is not None)
+        if value is None and None in p.types:
+            pass
+        elif isinstance(value, bool) and bool not in ok_types:
+            errors.append(f"{name} must be {_type_names(p.types)}, got {value!r}")
+            continue
+        elif float in ok_types and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)  # papermill passes 1e-3 as a float but 1 as an int
+        elif not isinstance(value, ok_types):
+            errors.append(f"{name} must be {_type_names(p.types)}, got {type(value).__name__} {value!r}")
+            continue
+        if p.choices is not None and value not in p.choices:
+            errors.append(f"{name} must be one of {p.choices}, got {value!r}")
+            continue
+        if p.check is not None and value is not None:
+            msg = p.check(value)
+            if msg:
+                errors.append(f"{name}: {msg} (got {value!r})")
+                continue
+        out[name] = value
+    if errors:
+        raise ValueError(f"{study}: bad parameters:\n  - " + "\n  - ".join(errors)
+                         + f"\nknown parameters: {', '.join(spec)}")
+    out["overridden"] = overridden
+    return out
+
+
+def _type_names(types) -> str:
+    return " or ".join("None" if t is None else t.__name__ for t in types)
+
+
+def positive(x) -> str | None:
+    """A :class:`Parameter` check."""
+    return None if x > 0 else "must be > 0"
+
+
+def non_negative(x) -> str | None:
+    """A :class:`Parameter` check."""
+    return None if x >= 0 else "must be >= 0"
+
+
+# --------------------------------------------------------------------------- fingerprints
+
+def repo_root() -> Path:
+    """The checkout this library runs from (``reprolib/..``)."""
+    return Path(__file__).resolve().parents[1]
+
+
+def results_dir() -> Path:
+    """Where run records go: ``$REPROLIB_RESULTS`` or ``<repo>/results``."""
+    env = os.environ.get("REPROLIB_RESULTS")
+    return Path(env) if env else repo_root() / "results"
+
+
+def _hash_files(paths) -> str:
+    h = hashlib.sha256()
+    for p in sorted(paths):
+        h.update(p.as_posix().encode())
+        h.update(hashlib.sha256(p.read_bytes()).digest())
+    return h.hexdigest()
+
+
+def code_fingerprint(notebook: str | Path | None = None) -> dict:
+    """A fingerprint of the code that computes results: the hash of every ``reprolib`` source file
+    (and of the notebook's code cells when given), plus the git commit when there is one.
+
+    The ``library`` hash is what staleness is judged on: a record whose hash differs from the
+    checkout's was computed with other code.
+    """
+    root = repo_root()
+    lib = root / "reprolib"
+    files = [p for p in lib.rglob("*") if p.is_file() and p.suffix in (".py", ".yaml", ".json")
+             and "__pycache__" not in p.parts]
+    rel = {p.relative_to(root): p for p in files}
+    h = hashlib.sha256()
+    for r in sorted(rel):
+        h.update(r.as_posix().encode())
+        h.update(hashlib.sha256(rel[r].read_bytes()).digest())
+    out = {"library": h.hexdigest()[:16]}
+    if notebook is not None:
+        out["notebook"] = notebook_code_hash(notebook)
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
+                                text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "reprolib"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        out["git_commit"] = commit or None
+        out["git_dirty"] = bool(dirty)
+    except (OSError, subprocess.SubprocessError):
+        out["git_commit"] = None
+    return out
+
+
+def notebook_code_hash(path: str | Path) -> str:
+    """Hash of a notebook's code cells (sources only: outputs and injected parameters ignored)."""
+    nb = json.loads(Path(path).read_text())
+    h = hashlib.sha256()
+    for cell in nb.get("cells", []):
+        if cell.get("cell_type") != "code" or "injected-parameters" in cell.get("metadata", {}).get("tags", []):
+            continue
+        src = cell.get("source", "")
+        h.update(("".join(src) if isinstance(src, list) else src).encode())
+    return h.hexdigest()[:16]
+
+
+def environment() -> dict:
+    """Python, torch, device, threads and package versions for the run record."""
+    import importlib.metadata as md
+
+    env = {"python": platform.python_version(), "platform": platform.platform(),
+           "machine": platform.machine(), "cpu_count": os.cpu_count()}
+    try:
+        import torch
+
+        env["torch_threads"] = torch.get_num_threads()
+        env["cuda_available"] = torch.cuda.is_available()
+    except ImportError:
+        pass
+    pkgs = {}
+    for name in ("torch", "torchvision", "torchmetrics", "numpy", "rawpy", "tifffile", "papermill",
+                 "pandas", "matplotlib", "scikit-image", "pycocotools", "jupyter-book"):
+        try:
+            pkgs[name] = md.version(name)
+        except md.PackageNotFoundError:
+            pass
+    env["packages"] = pkgs
+    return env
+
+
+# --------------------------------------------------------------------------- run records
+
+class Run:
+    """A study run: created right after parameter validation, finished by :func:`write_record`.
+
+    ``run.dir`` is where the run's figures and checkpoints go
+    (``results/<study>/<profile>-<tag>/``). The run id is stable for a given study, profile and
+    set of parameters, so re-running the same configuration resumes its checkpoints and
+    replaces its record rather than piling up copies.
+    """
+
+    def __init__(self, study: str, params: dict, notebook: str | None = None):
+        self.study = study
+        self.params = {k: v for k, v in params.items() if k != "overridden"}
+        self.overridden = params.get("overridden", [])
+        self.notebook = notebook
+        key = json.dumps(self.params, sort_keys=True, default=str)
+        self.run_id = f"{self.params.get('profile', 'run')}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
+        self.dir = results_dir() / study / self.run_id
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.started = time.time()
+        self.started_at = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+    def path(self, name: str) -> Path:
+        """A file inside the run folder."""
+        return self.dir / name
+
+    def savefig(self, fig, name: str) -> str:
+        """Save a matplotlib figure into the run folder; returns its file name."""
+        fig.savefig(self.dir / name, dpi=110, bbox_inches="tight")
+        return name
+
+
+def write_record(run: Run, *, metrics: list[dict], dataset: dict, curves: dict | None = None,
+                 figures: list[str] | None = None, paper: list[dict] | None = None,
+                 notes: str = "", extra: dict | None = None) -> Path:
+    """Write ``record.json`` for a finished run.
+
+    Args:
+        run: the :class:`Run`.
+        metrics: rows of the study's results table, e.g.
+            ``[{"model": "SID U-Net", "metric": "PSNR", "value": 27.1, "protocol": "…"}]``.
+            Scoreboard rows carry a ``key`` that matches an entry of ``published.yaml``.
+        dataset: ``{"name": …, "fingerprint": …, "root": …, "synthetic": bool}``.
+        curves: name → list of ``{"step": …, "value": …}``.
+        figures: file names inside the run folder.
+        paper: published values shown next to ours (from :mod:`reprolib.report`).
+        notes: free text shown with the record.
+        extra: anything else (e.g. timings).
+
+    Returns:
+        the path of the record.
+    """
+    record = {
+        "study": run.study,
+        "run_id": run.run_id,
+        "profile": run.params.get("profile"),
+        "scale": "full" if run.params.get("profile") == "full" else run.params.get("profile"),
+        "parameters": run.params,
+        "overridden": run.overridden,
+        "dataset": dataset,
+        "code": code_fingerprint(_notebook_path(run.notebook)),
+        "environment": environment(),
+        "command": " ".join(sys.argv),
+        "host": socket.gethostname(),
+        "started_at": run.started_at,
+        "wall_time_s": round(time.time() - run.started, 2),
+        "metrics": metrics,
+        "curves": curves or {},
+        "figures": figures or [],
+        "paper": paper or [],
+        "notes": notes,
+        "extra": extra or {},
+    }
+    out = run.dir / "record.json"
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(record, indent=1, default=_json_default))
+    tmp.replace(out)
+    return out
+
+
+def _notebook_path(name: str | None) -> Path | None:
+    if not name:
+        return None
+    p = Path(name)
+    if not p.is_absolute():
+        p = repo_root() / "notebooks" / p
+    return p if p.is_file() else None
+
+
+def _json_default(o):
+    import numpy as np
+
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    return str(o)
+
+
+def load_records(root: str | Path | None = None, study: str | None = None) -> list[dict]:
+    """All run records under ``results/`` (optionally of one study), each with ``stale`` set."""
+    root = Path(root) if root else results_dir()
+    pattern = f"{study}/*/record.json" if study else "*/*/record.json"
+    current = code_fingerprint()["library"]
+    out = []
+    for p in sorted(root.glob(pattern)):
+        try:
+            rec = json.loads(p.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        rec["record_path"] = str(p)
+        rec["stale"] = is_stale(rec, current)
+        out.append(rec)
+    return out
+
+
+def is_stale(record: dict, current_library_hash: str | None = None) -> bool:
+    """True when the record was computed with a ``reprolib`` other than the checkout's."""
+    current = current_library_hash or code_fingerprint()["library"]
+    return record.get("code", {}).get("library") != current
