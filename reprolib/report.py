@@ -40,3 +40,149 @@ def published_value(key: str, kind: str = "paper") -> float | None:
     if not rows:
         raise KeyError(f"no published {kind} value with key {key!r} in {PUBLISHED_FILE.name}")
     return rows[0]["value"]
+
+
+# --------------------------------------------------------------------------- scoreboard
+
+STUDY_TITLES = {
+    "sid": "SID (Chen et al. 2018)",
+    "sid_batchnorm": "SID BatchNorm ablation",
+    "lle_rdb": "Lamba & Mitra: RDB / RDB*",
+    "lle_loss": "Lamba & Mitra: loss ablation",
+    "efficiency": "Efficiency (Lamba & Mitra Table 1)",
+    "genisp": "GenISP (Morawski et al. 2022)",
+    "pynet": "PyNET (Ignatov et al. 2020)",
+}
+
+
+def latest_records(records: list[dict]) -> list[dict]:
+    """The newest record per (study, profile, notebook) — what the book shows as current."""
+    best: dict = {}
+    for r in records:
+        k = (r.get("study"), r.get("profile"), r.get("notebook"))
+        if k not in best or r.get("started_at", "") > best[k].get("started_at", ""):
+            best[k] = r
+    return sorted(best.values(), key=lambda r: (r.get("study", ""), r.get("profile", "")))
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "not available"
+    if isinstance(v, float):
+        return f"{v:.4g}" if abs(v) < 1000 else f"{v:,.0f}"
+    return str(v)
+
+
+def scoreboard(records: list[dict]):
+    """One table of every reproduced number: study, metric, model, the paper's value (or "not
+    available"), the public reproductions' values, ours at mini and full scale, the delta to the
+    paper, and whether our record is stale.
+
+    Built from run records (``metrics`` rows with a ``key``) and ``published.yaml``; a record row
+    whose key has no published counterpart is listed too (paper column "not available").
+    Returns a pandas DataFrame (numbers as floats; None where absent).
+    """
+    import pandas as pd
+
+    rows: dict = {}
+    for rec in latest_records(records):
+        scale = "full" if rec.get("profile") == "full" else "mini" if rec.get("profile") == "mini" else None
+        if scale is None:
+            continue
+        for m in rec.get("metrics", []):
+            key = m.get("key")
+            if not key or m.get("value") is None or m.get("scoreboard") is False:
+                continue
+            row_key = (rec["study"], key, m.get("model", ""))
+            row = rows.setdefault(row_key, {
+                "study": rec["study"], "key": key, "metric": m.get("metric", ""),
+                "model": m.get("model", ""), "ours (mini)": None, "ours (full)": None,
+                "stale": False, "record": None})
+            row[f"ours ({scale})"] = float(m["value"])
+            row["stale"] = row["stale"] or bool(rec.get("stale"))
+            row["record"] = rec.get("run_id")
+    out = []
+    for (study, key, model), row in rows.items():
+        paper = [p for p in published(kind="paper") if p["key"] == key]
+        repro = [p for p in published(kind="reproduction") if p["key"] == key]
+        paper_value = paper[0]["value"] if paper else None
+        ours = row["ours (full)"] if row["ours (full)"] is not None else row["ours (mini)"]
+        out.append({
+            "study": STUDY_TITLES.get(study, study), "metric": row["metric"], "model": model,
+            "paper": paper_value,
+            "paper source": paper[0]["source"] if paper else "",
+            "public reproductions": "; ".join(f"{_fmt(p['value'])} ({p['model']})" for p in repro) or "",
+            "ours (mini)": row["ours (mini)"], "ours (full)": row["ours (full)"],
+            "delta vs paper": (ours - paper_value) if (ours is not None and paper_value is not None) else None,
+            "scale": "full" if row["ours (full)"] is not None else "mini",
+            "stale": row["stale"], "key": key,
+        })
+    cols = ["study", "metric", "model", "paper", "paper source", "public reproductions", "ours (mini)",
+            "ours (full)", "delta vs paper", "scale", "stale", "key"]
+    return pd.DataFrame(out, columns=cols)
+
+
+def scoreboard_figure(table):
+    """Paper vs ours for every scoreboard row that has both: ours / paper as horizontal bars
+    (1 = reproduced exactly; mini rows are miniatures on synthetic data, not the paper's setting)."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    t = table[table["paper"].notna() & table[["ours (mini)", "ours (full)"]].notna().any(axis=1)]
+    fig, ax = plt.subplots(figsize=(8, 0.35 * max(len(t), 3) + 1.2))
+    if len(t) == 0:
+        ax.text(0.5, 0.5, "no run has a published counterpart yet", ha="center", va="center")
+        ax.axis("off")
+        return fig
+    ours = t["ours (full)"].where(t["ours (full)"].notna(), t["ours (mini)"]).astype(float)
+    ratio = ours.to_numpy() / t["paper"].astype(float).to_numpy()
+    labels = [f"{s.split(' (')[0]} · {m} · {mo}"[:70] for s, m, mo in zip(t["study"], t["metric"], t["model"])]
+    colours = ["tab:blue" if sc == "full" else "tab:orange" for sc in t["scale"]]
+    y = np.arange(len(t))
+    ax.barh(y, ratio, color=colours)
+    ax.axvline(1.0, color="k", lw=1)
+    ax.set_yticks(y, labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("ours / paper (1 = the paper's number)")
+    from matplotlib.patches import Patch
+
+    ax.legend(handles=[Patch(color="tab:orange", label="mini (synthetic, CPU)"),
+                       Patch(color="tab:blue", label="full (real data)")], loc="lower right", fontsize=8)
+    ax.set_title("Paper vs ours, per reproduced number")
+    fig.tight_layout()
+    return fig
+
+
+def runs_table(records: list[dict]):
+    """Compute and environment per run: study, profile, device, threads, wall time, torch,
+    code fingerprint and whether it is stale."""
+    import pandas as pd
+
+    rows = []
+    for r in sorted(records, key=lambda r: (r.get("study", ""), r.get("started_at", ""))):
+        env = r.get("environment", {})
+        rows.append({
+            "study": r.get("study"), "notebook": r.get("notebook"), "profile": r.get("profile"),
+            "run": r.get("run_id"), "started (UTC)": r.get("started_at"),
+            "wall time (s)": r.get("wall_time_s"),
+            "device": r.get("parameters", {}).get("device", ""),
+            "threads": env.get("torch_threads"), "cpus": env.get("cpu_count"),
+            "python": env.get("python"), "torch": env.get("packages", {}).get("torch"),
+            "data set": r.get("dataset", {}).get("name"),
+            "data fingerprint": str(r.get("dataset", {}).get("fingerprint", ""))[:12],
+            "reprolib": r.get("code", {}).get("library"),
+            "git commit": (r.get("code", {}).get("git_commit") or "")[:10],
+            "stale": r.get("stale"),
+        })
+    return pd.DataFrame(rows)
+
+
+def style_scoreboard(table):
+    """HTML-ready view of :func:`scoreboard`: numbers formatted, missing paper values spelled out,
+    stale rows flagged."""
+    view = table.drop(columns=["key"]).copy()
+    for c in ("paper", "ours (mini)", "ours (full)", "delta vs paper"):
+        view[c] = [(_fmt(v) if v is not None and v == v else ("not available" if c == "paper" else ""))
+                   for v in table[c]]
+    view["stale"] = ["STALE: computed with older code" if s else "" for s in table["stale"]]
+    return view

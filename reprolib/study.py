@@ -282,6 +282,7 @@ def write_record(run: Run, *, metrics: list[dict], dataset: dict, curves: dict |
     """
     record = {
         "study": run.study,
+        "notebook": run.notebook,
         "run_id": run.run_id,
         "profile": run.params.get("profile"),
         "scale": "full" if run.params.get("profile") == "full" else run.params.get("profile"),
