@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test book venv clean-book clean bench
+.PHONY: test book venv clean-book clean bench check-site chromium
 
 venv: $(STAMP)
 
@@ -23,6 +23,15 @@ test: $(STAMP)
 
 book: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/jupyter-book build book/ --path-output . --warningiserror --keep-going
+
+# The browser test of the rendered site (after `make book`): Debian's chromium, driven by Playwright.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium for the browser test"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null; }
+
+check-site: $(STAMP) chromium
+	REPROLIB_SITE_TEST=1 $(BIN)/python -m pytest tests/site -q -s -p no:cacheprovider
 
 bench: $(STAMP)
 	$(BIN)/python scripts/bench_raw_read.py
