@@ -49,3 +49,14 @@ def test_losses_are_zero_on_identity_and_differentiable():
         losses.l1(p, t).item() + 0.2 * losses.ms_ssim_loss(p, t).item(), rel=1e-5)
     with pytest.raises(ValueError, match="unknown loss"):
         losses.get_loss("l2")
+
+
+def test_published_numbers_file_is_well_formed():
+    from reprolib import report
+
+    rows = report.published()
+    fields = {"key", "study", "metric", "model", "dataset", "value", "kind", "source"}
+    assert all(set(r) == fields for r in rows), [r["key"] for r in rows if set(r) != fields]
+    assert all(r["kind"] in ("paper", "reproduction") and r["source"] for r in rows)
+    assert report.published_value("sid/sony/psnr") == 28.88
+    assert report.published_value("genisp/nikon/ap") is None  # not readable: never invented
