@@ -11,7 +11,7 @@
 
 Usage (from the repository root):
 
-    python scripts/sid_resume_check.py [--work /tmp/sid-resume] [--profile mini] [--kill-after-step 50]
+    python scripts/sid_resume_check.py [--work runs/sid-resume] [--profile mini] [--kill-after-step 50]
 """
 from __future__ import annotations
 

@@ -280,3 +280,22 @@ def test_full_profile_is_the_papers_training():
         assert cfg.steps == 4000 * 161 and cfg.milestones == (2000 * 161,) and cfg.gamma == 0.1
     P = study.resolve_parameters("sid", {"profile": "mini", "epochs": 3, "lr_drop": 0}, sid_study.PARAMETERS)
     assert P["overridden"] == ["epochs", "lr_drop"] and sid_study.train_config(P, 24).milestones == ()
+
+
+def test_findings_follow_the_numbers():
+    import pandas as pd
+
+    from reprolib.train import History
+
+    bn = pd.DataFrame({"PSNR": [20.0, 18.0, 17.5], "SSIM": [0.5, 0.4, 0.38]}, index=["none", "single", "double"])
+    losses = {n: History(curves={"loss": [{"step": 10, "value": v}]}) for n, v in zip(bn.index, [0.05, 0.08, 0.09])}
+    text = sid_study.batchnorm_findings(bn, histories=losses)
+    assert "-2.00 dB" in text and "same way" in text and "fit the training crops worse" in text
+    text = sid_study.batchnorm_findings(bn.iloc[::-1].set_axis(bn.index))
+    assert "other way" in text
+    summary = pd.DataFrame({"PSNR": [21.0, 17.0], "SSIM": [0.5, 0.3]}, index=["ours", "base"])
+    ratios = pd.DataFrame({"×100": [22.0, 20.0], "×300": [20.0, 15.0]}, index=["ours", "base"])
+    text = sid_study.sid_findings(summary, ratios, "ours", "base", synthetic=True)
+    assert "+4.00 dB" in text and "holds" in text and "positive at every" in text
+    text = sid_study.sid_findings(summary.iloc[::-1].set_axis(summary.index), ratios, "ours", "base", synthetic=False)
+    assert "does not hold" in text
