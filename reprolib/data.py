@@ -12,7 +12,7 @@ repository root. :func:`prepare` makes an entry usable and returns its folder:
   by sha256 — unless downloads are disabled (``download=False`` or ``REPROLIB_OFFLINE=1``).
 
 The readers (:func:`read_sid_list`, :func:`sid_pairs`, :func:`read_raw_nod`,
-:class:`RawNODDetection`) work the same on the real data and on the synthetic miniatures.
+:class:`RawNODDetection`, :class:`ZurichRawToRGB`) work the same on the real data and on the synthetic miniatures.
 
 Environment variables: ``REPROLIB_DATA`` (cache folder, default ``~/.cache/reprolib``),
 ``REPROLIB_MANIFEST`` (another manifest file), ``REPROLIB_OFFLINE=1`` (never download).
@@ -29,8 +29,10 @@ import re
 import secrets
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -45,6 +47,8 @@ __all__ = [
     "load_manifest", "cache_dir", "entry", "prepare", "verify", "fingerprint", "manifest_table",
     "SIDPair", "read_sid_list", "sid_pairs",
     "RawNODImage", "RawNODAnnotations", "read_raw_nod", "raw_nod_paths", "RawNODDetection",
+    "ZURICH_LAYOUT", "RAW_SCALE", "PACKING_SLICES", "read_zurich_raw", "pack_zurich", "read_zurich_target",
+    "ZurichRawToRGB",
 ]
 
 #: the registry shipped with the repository
@@ -935,3 +939,151 @@ class RawNODDetection(torch.utils.data.Dataset):
         if self.transform is not None:
             return self.transform(frame, target)
         return frame, target
+
+
+# ------------------------------------------------------------------------------------------------
+# Zurich RAW-to-RGB (PyNET): the official loader's conventions (aiff22/PyNET-PyTorch load_data.py)
+# ------------------------------------------------------------------------------------------------
+
+#: the real data set's folders, relative to the data root (``<split>/<folder>/<i>.<ext>``)
+ZURICH_LAYOUT = {"raw": "huawei_raw", "target": "canon", "splits": ("train", "test")}
+
+#: the official input scaling: the 10-bit mosaic divided by 4·255 (``extract_bayer_channels``)
+RAW_SCALE = 4 * 255
+
+#: the official packing order, ``(row, column)`` offsets inside the 2×2 tile: channel 0 takes
+#: ``raw[1::2, 1::2]``, then ``[0::2, 1::2]``, ``[0::2, 0::2]``, ``[1::2, 0::2]``. The official
+#: variable names read B, Gb, R, Gr: with the R G / G B tile of the P20 that is blue, the green
+#: on the red row, red, and the green on the blue row.
+PACKING_SLICES = ((1, 1), (0, 1), (0, 0), (1, 0))
+
+
+def read_zurich_raw(path: str | Path) -> np.ndarray:
+    """A Zurich raw patch: ``uint16`` ``H×W`` Bayer mosaic in raw digital numbers (black level
+    included), read from its 16-bit grey PNG.
+
+    Raises:
+        ValueError: the PNG is not a single-channel image with even sides.
+    """
+    from PIL import Image
+
+    with Image.open(path) as im:
+        mosaic = np.asarray(im)
+    if mosaic.ndim != 2 or mosaic.shape[0] % 2 or mosaic.shape[1] % 2:
+        raise ValueError(f"{path}: expected a single-channel Bayer mosaic with even sides, "
+                         f"got shape {mosaic.shape}")
+    return mosaic.astype(np.uint16, copy=False)
+
+
+def pack_zurich(mosaic):
+    """Pack a Zurich mosaic as the official code does: the four slice positions of
+    :data:`PACKING_SLICES`, divided by :data:`RAW_SCALE` (1020).
+
+    Args:
+        mosaic: ``H×W`` (or ``…×H×W``) raw digital numbers, numpy or torch, H and W even.
+
+    Returns:
+        ``float32`` ``4×H/2×W/2`` (``…×4×H/2×W/2``): no black subtraction, no clipping, so a
+        10-bit white (1023) is 1.003.
+
+    >>> pack_zurich(np.arange(16, dtype=np.uint16).reshape(4, 4))[:, 0, 0] * 1020
+    array([5., 1., 0., 4.], dtype=float32)
+    """
+    h, w = mosaic.shape[-2:]
+    if h % 2 or w % 2:
+        raise ValueError(f"mosaic must have even sides to pack, got {h}×{w}")
+    planes = [mosaic[..., dy::2, dx::2] for dy, dx in PACKING_SLICES]
+    if isinstance(mosaic, np.ndarray):
+        return np.stack(planes, axis=-3).astype(np.float32) / np.float32(RAW_SCALE)
+    return torch.stack(planes, dim=-3).to(torch.float32) / RAW_SCALE
+
+
+def read_zurich_target(path: str | Path, level: int = 0) -> np.ndarray:
+    """A Zurich target photo for PyNET level ``level``.
+
+    As the official loader: the 8-bit JPEG resized by ``1/2^level`` with PIL's bilinear filter
+    (what ``scipy.misc.imresize(img, scale)`` did, rounding back to 8 bits), divided by 255.
+
+    Returns:
+        ``float32`` ``3×H/2^level×W/2^level`` in ``[0, 1]``.
+    """
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+        if level:
+            im = im.resize((im.width // 2 ** level, im.height // 2 ** level), Image.BILINEAR)
+        rgb = np.asarray(im)
+    return np.ascontiguousarray(rgb.transpose(2, 0, 1), dtype=np.float32) / np.float32(255)
+
+
+class ZurichRawToRGB(torch.utils.data.Dataset):
+    """Zurich RAW-to-RGB pairs read from disk on demand.
+
+    Works on the real data set and on the synthetic ``zurich-mini`` (same layout). Item ``i`` is
+    ``(raw, target)``: ``raw`` ``float32`` 4×h×w (:func:`pack_zurich` of
+    ``<split>/huawei_raw/<i>.png``) and ``target`` ``float32`` 3×(2h/2^level)×(2w/2^level) in
+    ``[0, 1]`` (:func:`read_zurich_target` of ``<split>/canon/<i>.jpg``) — the size of PyNET's
+    output at ``level``.
+
+    Args:
+        root: the data root (holds ``train/`` and ``test/``).
+        split: ``'train'`` or ``'test'``.
+        level: the PyNET level whose output size the targets take (:meth:`set_level` changes it).
+
+    Raises:
+        DataMissingError: the split's folders are missing, empty, or the file names are not
+            ``0 … N−1`` in both folders.
+    """
+
+    def __init__(self, root: str | Path, split: str, level: int = 0):
+        if split not in ZURICH_LAYOUT["splits"]:
+            raise ValueError(f"split must be one of {ZURICH_LAYOUT['splits']}, got {split!r}")
+        self.root = Path(root)
+        self.split = split
+        self.raw_dir = self.root / split / ZURICH_LAYOUT["raw"]
+        self.target_dir = self.root / split / ZURICH_LAYOUT["target"]
+        raws = {p.stem for p in self.raw_dir.glob("*.png")}
+        targets = {p.stem for p in self.target_dir.glob("*.jpg")}
+        n = len(raws)
+        expected = {str(i) for i in range(n)}
+        if not n or raws != expected or targets != expected:
+            raise DataMissingError(
+                f"{self.root / split}: expected {ZURICH_LAYOUT['raw']}/<i>.png and "
+                f"{ZURICH_LAYOUT['target']}/<i>.jpg for i = 0 … N−1 (the Zurich RAW-to-RGB layout); "
+                f"found {len(raws)} PNG and {len(targets)} JPEG files")
+        self.n = n
+        self.set_level(level)
+
+    def set_level(self, level: int) -> None:
+        """Targets at the output size of PyNET level ``level`` from now on."""
+        if level not in range(6):
+            raise ValueError(f"level must be one of 0 … 5 (PyNET's levels), got {level!r}")
+        self.level = level
+
+    def __len__(self) -> int:
+        return self.n
+
+    def raw(self, i: int) -> torch.Tensor:
+        """The packed input of item ``i``, 4×h×w float32."""
+        return torch.from_numpy(pack_zurich(read_zurich_raw(self.raw_dir / f"{i}.png")))
+
+    def target(self, i: int, level: int | None = None) -> torch.Tensor:
+        """The target of item ``i`` at ``level`` (default: the data set's level), 3×H×W float32."""
+        return torch.from_numpy(read_zurich_target(self.target_dir / f"{i}.jpg",
+                                                   self.level if level is None else level))
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if not 0 <= i < self.n:
+            raise IndexError(f"index {i} out of range for {self.n} pairs")
+        return self.raw(i), self.target(i)
+
+    def batch(self, indices: Sequence[int], threads: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
+        """Items ``indices`` stacked: ``(B×4×h×w, B×3×H×W)``. PNG / JPEG decoding runs in a few
+        threads (PIL releases the GIL while decoding)."""
+        if threads > 1 and len(indices) > 1:
+            with ThreadPoolExecutor(min(threads, len(indices))) as pool:
+                items = list(pool.map(self.__getitem__, indices))
+        else:
+            items = [self[i] for i in indices]
+        return torch.stack([x for x, _ in items]), torch.stack([y for _, y in items])

@@ -706,6 +706,35 @@ def variant_latency(models: dict, frame: tuple[int, int], rounds: int = 3, warmu
     return {label: r["median_s"] for label, r in out.items()}
 
 
+def all_models_table(latency: dict, frame: tuple[int, int], reference: str = "lle_fused") -> "pd.DataFrame":
+    """Every study's network at one (small) frame: parameters, GMACs, CPU seconds and the time
+    relative to ``reference`` (efficiency notebook).
+
+    ``latency`` is a :func:`side_by_side_latency` result at ``frame``. The frame is small because
+    PyNET at full width costs about 37× the SID U-Net per pixel (some 20 TMACs on a full Sony
+    frame), more time and memory than a CPU book build can give it.
+
+    Returns:
+        DataFrame indexed by model label: ``input``, ``parameters (M)``, ``GMACs``, ``median s``,
+        ``GMAC/s`` (achieved throughput), ``time / <reference>``.
+    """
+    import pandas as pd
+
+    from . import efficiency
+
+    rows = []
+    for name, r in latency.items():
+        model = build_model(name, "meta")
+        shape = input_shape(name, frame)
+        g = efficiency.gmacs(model, shape)
+        rows.append({"model": EFFICIENCY_MODELS[name][0], "input": "×".join(map(str, shape[1:])),
+                     "parameters (M)": efficiency.count_parameters(model) / 1e6, "GMACs": g,
+                     "median s": r["median_s"], "GMAC/s": g / r["median_s"],
+                     f"time / {SHORT_LABELS[reference].replace(chr(10), ' ')}":
+                         r["median_s"] / latency[reference]["median_s"]})
+    return pd.DataFrame(rows).set_index("model")
+
+
 def frame_inference(name: str, frame: tuple[int, int], threads: int | None = None) -> None:
     """Build model ``name`` and run one inference on a zero ``frame`` input.
 
@@ -1144,5 +1173,10 @@ PARAMETERS_EFFICIENCY = {
     "memory": study.Parameter((bool,), profiles={"smoke": False, "mini": True, "full": True},
                               help="measure peak memory of one inference (fresh process per model)"),
     "other_models": study.Parameter((bool,), profiles={"smoke": True, "mini": True, "full": True},
-                                    help="also count GenISP and PyNET (parameters and GMACs)"),
+                                    help="also count GenISP and PyNET (parameters, GMACs, and CPU latency "
+                                         "at all_models_frame)"),
+    "all_models_frame": study.Parameter((str,), profiles={"smoke": "64x96", "mini": "256x384", "full": "512x768"},
+                                        check=_frames_check,
+                                        help="H x W raw pixels at which all four studies' networks are timed "
+                                             "side by side (PyNET is too costly for the full frame on a CPU)"),
 }

@@ -639,3 +639,85 @@ def write_raw_nod_dataset(root: str | Path, *, seed: int = 0, height: int = 384,
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(json.dumps(_coco_file(images, annotations, cats)))
     return root
+
+
+# --------------------------------------------------------------------------- Zurich RAW-to-RGB
+
+# Huawei P20 (the phone of Zurich RAW-to-RGB: Sony Exmor IMX380, 12.3 MP, 1.55 µm pixels, 10-bit
+# raw). LibRaw lists the P20 by its model code EML-L09 but holds no colour matrix for it (phones
+# embed their own matrix in their DNGs), and the Zurich patches are PNG without metadata anyway,
+# so the preset borrows LibRaw's matrix of another stacked Sony Exmor RS sensor (the RX100 VII's).
+# Levels: 10-bit data with the usual 64 DN pedestal of Sony's 10-bit readout. Noise: a small pixel
+# (full well of a few thousand electrons).
+PRESETS["HUAWEI EML-L09"] = SensorPreset(
+    make="HUAWEI", model="EML-L09", cfa="RGGB", bits=10, black_level=64, white_level=1023,
+    xyz_to_camera=PRESETS["SONY DSC-RX100M7"].xyz_to_camera,
+    base_iso=100, full_well_e=4_500.0, read_noise_e=1.8, read_noise_dn=0.6, raw_extension=".dng")
+
+#: the target camera's look in :func:`dslr_rendering`: white-balance gains (linear R, G, B), a
+#: saturation factor about the luminance, an exposure gain, and the strength of the S-curve
+DSLR_LOOK = {"gains": (1.08, 1.0, 0.90), "saturation": 1.3, "exposure": 1.15, "contrast": 0.6}
+
+
+def dslr_rendering(scene_srgb: np.ndarray, look: dict = DSLR_LOOK) -> np.ndarray:
+    """Render a clean scene the way the synthetic "DSLR" of ``zurich-mini`` does: the target of
+    the phone raw, a different camera's colour and tone (the mapping PyNET has to learn).
+
+    In linear sRGB: warm white-balance gains, a saturation boost about the luminance (Rec. 709
+    weights), an exposure gain; then the sRGB transfer function and an S-shaped tone curve
+    ``y = x + c·x(1−x)(2x−1)`` (monotone for ``c ≤ 1``; slope ``1 + c/2`` at mid-grey, so more
+    contrast in the mid-tones and compressed shadows and highlights).
+
+    Args:
+        scene_srgb: ``H×W×3`` float in ``[0, 1]``.
+
+    Returns:
+        ``H×W×3`` float64 in ``[0, 1]``.
+    """
+    linear = srgb_to_linear(scene_srgb) * np.asarray(look["gains"])
+    luma = linear @ np.array([0.2126, 0.7152, 0.0722])
+    linear = luma[..., None] + look["saturation"] * (linear - luma[..., None])
+    x = linear_to_srgb(np.clip(linear * look["exposure"], 0.0, 1.0))
+    c = look["contrast"]
+    return np.clip(x + c * x * (1 - x) * (2 * x - 1), 0.0, 1.0)
+
+
+def write_zurich_dataset(root: str | Path, *, seed: int = 0, n_train: int = 400, n_test: int = 40,
+                         train_size: int = 64, test_size: int = 192, camera: str = "HUAWEI EML-L09",
+                         exposure: tuple = (0.45, 0.75), iso: tuple = (50, 400)) -> Path:
+    """Write a Zurich RAW-to-RGB-format data set (``zurich-mini``) into ``root``.
+
+    Layout and formats are the real data set's (as aiff22/PyNET-PyTorch ``load_data.py`` reads
+    it): ``<split>/huawei_raw/<i>.png`` — the phone's Bayer mosaic in raw digital numbers (black
+    level included, no metadata), 16-bit grey PNG — and ``<split>/canon/<i>.jpg`` — the target
+    photo, 8-bit RGB JPEG (quality 95, 4:2:2 chroma like a DSLR's JPEGs), the same size as the
+    mosaic and aligned with it; ``i`` counts from 0 in each of ``train`` and ``test``.
+
+    Each pair renders one clean scene (:func:`random_scene`) twice: through the phone sensor
+    (:func:`render_raw` with ``camera``, auto exposure drawn log-uniformly from ``exposure`` —
+    the green level of a white —, ISO log-uniform in ``iso``: moderate shot and read noise) and
+    through :func:`dslr_rendering` (noise-free, another colour and tone). Training patches are
+    ``train_size`` a side; test patches ``test_size`` (larger, so MS-SSIM can use its five
+    scales on whole patches). Same arguments, same bytes. Used by the PyNET study.
+    """
+    from PIL import Image
+
+    sensor = preset(camera)
+    root = Path(root)
+    for split_index, (split, count, size) in enumerate((("train", n_train, train_size),
+                                                        ("test", n_test, test_size))):
+        if size % 2:
+            raise ValueError(f"{split} patch size must be even (whole 2×2 Bayer tiles), got {size}")
+        (root / split / "huawei_raw").mkdir(parents=True, exist_ok=True)
+        (root / split / "canon").mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            rng = np.random.default_rng([seed, split_index, i])
+            scene = random_scene(rng, size, size)
+            level = float(np.exp(rng.uniform(np.log(exposure[0]), np.log(exposure[1]))))
+            iso_i = float(np.exp(rng.uniform(np.log(iso[0]), np.log(iso[1]))))
+            bayer = render_raw(scene, sensor, level, iso_i, rng)
+            Image.fromarray(bayer).save(root / split / "huawei_raw" / f"{i}.png")
+            target = np.round(dslr_rendering(scene) * 255).astype(np.uint8)
+            Image.fromarray(target).save(root / split / "canon" / f"{i}.jpg", quality=95,
+                                         subsampling="4:2:2")
+    return root
