@@ -39,7 +39,8 @@ __all__ = [
     "SensorPreset", "PRESETS", "srgb_to_linear", "linear_to_srgb", "linear_srgb_to_xyz",
     "xyz_to_linear_srgb", "xyz_to_camera", "camera_neutral", "render_raw", "write_dng",
     "scene_library", "random_scene", "render_street_scene", "write_sid_dataset",
-    "write_raw_nod_dataset", "COCO_CATEGORIES",
+    "write_raw_nod_dataset", "COCO_CATEGORIES", "PHONE_PRESETS", "preset", "DSLR_LOOK", "dslr_rendering",
+    "write_zurich_dataset",
 ]
 
 # sRGB (D65) <-> XYZ, IEC 61966-2-1
@@ -113,12 +114,18 @@ PRESETS: dict[str, SensorPreset] = {
 }
 
 
+#: phone sensors whose raw data the studies read without metadata (Zurich's PNG patches); LibRaw
+#: holds no colour matrix for them, so they are not in :data:`PRESETS`
+PHONE_PRESETS: dict[str, SensorPreset] = {}
+
+
 def preset(name: str) -> SensorPreset:
-    """Look a preset up by ``'MAKE MODEL'`` name with a clear error."""
+    """Look a preset up by ``'MAKE MODEL'`` name (:data:`PRESETS` or :data:`PHONE_PRESETS`) with a
+    clear error."""
     try:
-        return PRESETS[name]
+        return PRESETS[name] if name in PRESETS else PHONE_PRESETS[name]
     except KeyError:
-        raise KeyError(f"unknown sensor preset {name!r}; known: {sorted(PRESETS)}") from None
+        raise KeyError(f"unknown sensor preset {name!r}; known: {sorted(PRESETS) + sorted(PHONE_PRESETS)}") from None
 
 
 # --------------------------------------------------------------------------- colour
@@ -647,9 +654,11 @@ def write_raw_nod_dataset(root: str | Path, *, seed: int = 0, height: int = 384,
 # raw). LibRaw lists the P20 by its model code EML-L09 but holds no colour matrix for it (phones
 # embed their own matrix in their DNGs), and the Zurich patches are PNG without metadata anyway,
 # so the preset borrows LibRaw's matrix of another stacked Sony Exmor RS sensor (the RX100 VII's).
+# It is kept out of PRESETS, whose cameras get their own matrix from LibRaw when their DNGs are
+# read: a DNG written with this preset would read back with no matrix at all.
 # Levels: 10-bit data with the usual 64 DN pedestal of Sony's 10-bit readout. Noise: a small pixel
 # (full well of a few thousand electrons).
-PRESETS["HUAWEI EML-L09"] = SensorPreset(
+PHONE_PRESETS["HUAWEI EML-L09"] = SensorPreset(
     make="HUAWEI", model="EML-L09", cfa="RGGB", bits=10, black_level=64, white_level=1023,
     xyz_to_camera=PRESETS["SONY DSC-RX100M7"].xyz_to_camera,
     base_iso=100, full_well_e=4_500.0, read_noise_e=1.8, read_noise_dn=0.6, raw_extension=".dng")

@@ -52,7 +52,7 @@ def test_writer_layout_and_formats(zurich):
     with Image.open(zurich / "train" / "canon" / "0.jpg") as im:
         assert im.format == "JPEG" and im.mode == "RGB" and im.size == (64, 64)
     mosaic = ps.read_zurich_raw(zurich / "train" / "huawei_raw" / "0.png")
-    sensor = synth.PRESETS["HUAWEI EML-L09"]
+    sensor = synth.preset("HUAWEI EML-L09")
     assert mosaic.dtype == np.uint16 and mosaic.max() <= sensor.white_level
     # the black level is in the data (no subtraction): dark pixels sit around 64, not 0
     assert np.percentile(mosaic, 1) > sensor.black_level * 0.7
