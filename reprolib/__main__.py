@@ -1,4 +1,4 @@
-"""Command line: ``python -m reprolib data {list, prepare, verify}``.
+"""Command line: ``python -m reprolib data {list, prepare, verify}`` and ``python -m reprolib report readme``.
 
 Exit status: 0 on success, 1 on an error (message on stderr, no traceback), 2 on a malformed
 command line (argparse's convention).
@@ -9,6 +9,7 @@ Examples::
     python -m reprolib data prepare sid-sony-mini
     python -m reprolib data prepare raw-nod --root /data/raw-nod
     python -m reprolib data verify sid-lists --root /data/sid
+    python -m reprolib report readme --write   # the README's results table, from results/
 """
 from __future__ import annotations
 
@@ -46,6 +47,18 @@ def _verify(args) -> int:
     return 0
 
 
+def _readme(args) -> int:
+    from . import report, study
+
+    summary = report.readme_summary(study.load_records())
+    if args.write:
+        changed = report.update_readme(study.repo_root() / "README.md", summary)
+        print("README.md updated" if changed else "README.md already current")
+    else:
+        print(summary)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m reprolib``; returns the exit status."""
     parser = argparse.ArgumentParser(prog="python -m reprolib",
@@ -66,6 +79,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--root", help="the data set folder (default: $REPROLIB_DATA/<name>)")
     p.set_defaults(run=_verify)
 
+    report_parser = commands.add_parser("report", help="summaries of the run records in results/")
+    report_actions = report_parser.add_subparsers(dest="action", required=True)
+    p = report_actions.add_parser("readme", help="the README's short results table (printed, or --write)")
+    p.add_argument("--write", action="store_true", help="rewrite the table's block in README.md")
+    p.set_defaults(run=_readme)
+
     args = parser.parse_args(argv)
     from .data import DataMissingError, DataVerificationError, ManifestError, UnknownEntryError
     from .raw import RawReadError
@@ -73,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.run(args)
     except (DataMissingError, DataVerificationError, ManifestError, UnknownEntryError, RawReadError,
-            FileExistsError) as e:
+            FileExistsError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
 

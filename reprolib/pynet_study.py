@@ -747,7 +747,7 @@ def image_grid(model: PyNET, dataset: ZurichRawToRGB, indices: Sequence[int], de
             shown = [naive_rendering(x), model(x.to(device)).cpu(), y]
             for k, (ax, im) in enumerate(zip(row, shown)):
                 ax.imshow(im[0].clamp(0, 1).permute(1, 2, 0).numpy())
-                label = titles[k] if row is axes[0] else ""
+                label = titles[k] if ax.get_subplotspec().is_first_row() else ""
                 if k < 2:
                     label += f"\n{float(_official_psnr(im, y)):.2f} dB"
                 ax.set_title(label, fontsize=9)

@@ -186,3 +186,56 @@ def style_scoreboard(table):
                    for v in table[c]]
     view["stale"] = ["STALE: computed with older code" if s else "" for s in table["stale"]]
     return view
+
+
+# --------------------------------------------------------------------------- README summary
+
+#: the scoreboard keys summarised on the README's first screen (the full table is the book's)
+HEADLINE_KEYS = (
+    "sid/sony/psnr", "sid_batchnorm/none/psnr", "sid_batchnorm/double/psnr", "lle/sony/psnr",
+    "efficiency/lle/gmacs_sony", "efficiency/speedup_cpu", "genisp/nikon/ap50", "pynet/zurich/psnr",
+)
+README_START = "<!-- results: generated from the run records by `python -m reprolib report readme --write`; do not edit -->"
+README_END = "<!-- /results -->"
+
+
+def readme_summary(records: list[dict], keys=HEADLINE_KEYS) -> str:
+    """A short Markdown table of the headline numbers for the README, generated from the run
+    records (newest per study and profile) and ``published.yaml`` — the same join as the book's
+    scoreboard, restricted to ``keys`` (in that order)."""
+    table = scoreboard(records)
+    table = table[table["key"].isin(keys)].copy()
+    table["_order"] = [keys.index(k) for k in table["key"]]
+    table = table.sort_values(["_order", "model"], kind="stable")
+    runs = sorted({r.get("started_at", "")[:10] for r in latest_records(records)
+                   if r.get("profile") in ("mini", "full")} - {""})
+    lines = ["| study | metric | model | paper | ours (mini) | ours (full) |", "|---|---|---|---|---|---|"]
+    for _, r in table.iterrows():
+        cells = [r["study"], r["metric"], r["model"], _fmt(r["paper"]),
+                 "" if r["ours (mini)"] is None or r["ours (mini)"] != r["ours (mini)"] else _fmt(r["ours (mini)"]),
+                 "" if r["ours (full)"] is None or r["ours (full)"] != r["ours (full)"] else _fmt(r["ours (full)"])]
+        if r["stale"]:
+            cells[4] += " (stale)"
+        lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
+    when = f"runs of {runs[0]}" + (f" to {runs[-1]}" if runs[-1] != runs[0] else "") if runs else "no runs yet"
+    lines.append("")
+    lines.append(f"*{len(table)} of the scoreboard's numbers ({when}); mini = synthetic data on a CPU, "
+                 "not comparable with the papers' real-data numbers — the book explains each.*")
+    return "\n".join(lines)
+
+
+def update_readme(path: str | Path, summary: str) -> bool:
+    """Replace the block between :data:`README_START` and :data:`README_END` in ``path`` with
+    ``summary``; returns whether the file changed. Raises ``ValueError`` when the markers are
+    missing."""
+    path = Path(path)
+    text = path.read_text()
+    try:
+        head, rest = text.split(README_START, 1)
+        _, tail = rest.split(README_END, 1)
+    except ValueError:
+        raise ValueError(f"{path}: the markers {README_START!r} … {README_END!r} are missing") from None
+    new = f"{head}{README_START}\n{summary}\n{README_END}{tail}"
+    if new != text:
+        path.write_text(new)
+    return new != text

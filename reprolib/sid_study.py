@@ -890,8 +890,8 @@ PARAMETERS = _parameters(norm=True)
 #: parameters of ``notebooks/sid_batchnorm.ipynb`` (all three norms are trained)
 PARAMETERS_BATCHNORM = _parameters(norm=False)
 # the ablation trains three networks: a shorter mini budget, the same for the three
-PARAMETERS_BATCHNORM["epochs"].profiles.update({"mini": 25})
-PARAMETERS_BATCHNORM["lr_drop"].profiles.update({"mini": 20})
+PARAMETERS_BATCHNORM["epochs"].profiles.update({"mini": 22})
+PARAMETERS_BATCHNORM["lr_drop"].profiles.update({"mini": 18})
 PARAMETERS_BATCHNORM["eval_every"].profiles.update({"mini": 5})
 
 
@@ -1006,7 +1006,7 @@ def image_grid(model: torch.nn.Module, pairs: Sequence[data.SIDPair], cache: Dec
                 p = metrics.psnr(torch.from_numpy(im).permute(2, 0, 1)[None],
                                  torch.from_numpy(target).permute(2, 0, 1)[None]).item()
                 label += f"\n{p:.2f} dB on this crop"
-            ax.set_title(label if row is axes[0] or 0 < i < 3 else "", fontsize=9)
+            ax.set_title(label if ax.get_subplotspec().is_first_row() or 0 < i < 3 else "", fontsize=9)
             ax.set_xticks([])
             ax.set_yticks([])
         row[0].set_ylabel(f"scene {pair.scene}, ×{ratio_label(pair)}", fontsize=9)

@@ -59,3 +59,18 @@ def test_changing_one_library_line_changes_the_fingerprint(tmp_path, monkeypatch
     metrics = copy / "reprolib" / "metrics.py"
     metrics.write_text(metrics.read_text() + "\n# one more line\n")
     assert study.code_fingerprint()["library"] != before
+
+
+def test_full_runs_are_listed_on_their_chapter(reprobook, tmp_path, monkeypatch):
+    monkeypatch.setenv("REPROLIB_RESULTS", str(tmp_path))
+    current = study.code_fingerprint()["library"]
+    _record(tmp_path, "mini-a", current, "2026-02-01T00:00:00")
+    assert reprobook._other_runs("notebooks/sid") == []
+    _record(tmp_path, "full-a", current, "2026-03-01T00:00:00", profile="full")
+    rec = json.loads((tmp_path / "sid" / "full-a" / "record.json").read_text())
+    rec["metrics"] = [{"key": "sid/sony/psnr", "model": "SID U-Net", "metric": "PSNR (dB)", "value": 28.1}]
+    (tmp_path / "sid" / "full-a" / "record.json").write_text(json.dumps(rec))
+    runs = reprobook._other_runs("notebooks/sid")
+    assert len(runs) == 1 and runs[0]["profile"] == "full"
+    text = reprobook._other_runs_note(runs).astext()
+    assert "SID U-Net · PSNR (dB): 28.1" in text and "profile full" in text

@@ -48,7 +48,30 @@ def test_smoke_run(path, tmp_path, monkeypatch):
     assert records, f"{path.name}: the smoke run wrote no run record"
     rec = json.loads(records[0].read_text())
     assert rec["profile"] == "smoke" and rec["metrics"]
+    _check_glued_numbers(path, out)
     print(f"{path.name}: smoke run {seconds:.1f} s")
+
+
+def _check_glued_numbers(source, executed):
+    """Every value the narrative formats as a number (``{glue:text}`name:.2f```) must be glued as
+    one: myst-nb parses the glued text/plain, and ``np.float64(…)`` fails the book's build."""
+    import re
+
+    formatted = {m.group(1) for c in _cells(source) if c["cell_type"] == "markdown"
+                 for m in re.finditer(r"\{glue:text\}`([A-Za-z0-9_]+):[^`]+`", "".join(c["source"]))}
+    glued = {}
+    for c in _cells(executed):
+        for o in c.get("outputs", []):
+            name = o.get("metadata", {}).get("scrapbook", {}).get("name")
+            if name:
+                glued[name] = o["data"].get("application/papermill.record/text/plain", "")
+    assert formatted <= set(glued), f"{source.name}: formatted but never glued: {sorted(formatted - set(glued))}"
+    for name in formatted:
+        try:
+            float(glued[name])
+        except ValueError:
+            raise AssertionError(f"{source.name}: glue {name!r} is formatted as a number but its text is "
+                                 f"{glued[name]!r}; glue a Python float") from None
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS[:1], ids=lambda p: p.name)

@@ -3,8 +3,14 @@
 * The pages that summarise run records (the scoreboard, the runs page) are re-read on every
   build, so they always reflect ``results/``.
 * A study chapter whose newest run record was computed with another ``reprolib`` than the
-  checkout's (or that has no record at all) is re-read and gets a warning at its top: its
-  outputs come from the execution cache and are never shown as current.
+  checkout's (or that has no record at all) gets a warning at its top: its outputs come from
+  the execution cache and are never shown as current.
+* A study chapter for which ``results/`` holds runs at another profile than the book's (``full``
+  runs made with papermill on the real data) lists them at its top, newest first, with their
+  numbers; the scoreboard shows them too.
+
+Study chapters are re-read on every build (from the execution cache: nothing is re-executed), so
+both notes always reflect ``results/`` and the checkout.
 """
 from __future__ import annotations
 
@@ -34,36 +40,63 @@ def _chapter_status(docname: str) -> tuple[bool, str]:
     return False, ""
 
 
+def _other_runs(docname: str, limit: int = 3) -> list[dict]:
+    """Records of the study notebook ``docname`` at profiles other than mini and smoke, newest first."""
+    from reprolib import study
+
+    notebook = docname[len(STUDY_PREFIX):] + ".ipynb"
+    records = [r for r in study.load_records() if r.get("notebook") == notebook
+               and r.get("profile") not in ("mini", "smoke")]
+    return sorted(records, key=lambda r: r.get("started_at", ""), reverse=True)[:limit]
+
+
+def _other_runs_note(records: list[dict], max_rows: int = 12) -> nodes.Element:
+    note = nodes.note()
+    note += nodes.paragraph(text=f"Runs of this notebook found in results/ at another profile than the "
+                                 f"book's mini ({len(records)} shown, newest first). The page below is the "
+                                 "mini run; these numbers are also on the scoreboard.")
+    for rec in records:
+        flag = " — STALE: computed with other code than the checkout's" if rec.get("stale") else ""
+        data = rec.get("dataset", {}).get("name", "?")
+        items = nodes.bullet_list()
+        for m in [m for m in rec.get("metrics", []) if m.get("value") is not None][:max_rows]:
+            items += nodes.list_item("", nodes.paragraph(
+                text=f"{m.get('model', '')} · {m.get('metric', '')}: {m['value']}"))
+        note += nodes.paragraph(text=f"{rec.get('run_id')} (profile {rec.get('profile')}, data {data}, "
+                                     f"started {rec.get('started_at')}){flag}")
+        note += items
+    note["classes"].append("other-profile-runs")
+    return note
+
+
 def _outdated(app, env, added, changed, removed):
-    docs = [d for d in env.found_docs if d in ALWAYS_REREAD]
-    for d in env.found_docs:
-        if d.startswith(STUDY_PREFIX) and d not in added and d not in changed:
-            try:
-                stale, _ = _chapter_status(d)
-            except Exception:  # never break the build over the status check
-                stale = False
-            if stale:
-                docs.append(d)
-    return docs
+    # re-read from the execution cache (never re-executed): the notes follow results/ and the code
+    return [d for d in env.found_docs
+            if (d in ALWAYS_REREAD or d.startswith(STUDY_PREFIX)) and d not in added and d not in changed]
 
 
 def _mark_stale(app, doctree):
     docname = app.env.docname
     if not docname.startswith(STUDY_PREFIX):
         return
+    notes = []
     stale, message = _chapter_status(docname)
-    if not stale:
-        return
-    warning = nodes.warning()
-    warning += nodes.paragraph(text=message)
-    warning["classes"].append("stale-results")
+    if stale:
+        warning = nodes.warning()
+        warning += nodes.paragraph(text=message)
+        warning["classes"].append("stale-results")
+        notes.append(warning)
+    others = _other_runs(docname)
+    if others:
+        notes.append(_other_runs_note(others))
     section = next(iter(doctree.findall(nodes.section)), None)
-    if section is not None:
-        # after the title, before the content
-        index = 1 if section.children and isinstance(section.children[0], nodes.title) else 0
-        section.insert(index, warning)
-    else:
-        doctree.insert(0, warning)
+    for note in reversed(notes):
+        if section is not None:
+            # after the title, before the content
+            index = 1 if section.children and isinstance(section.children[0], nodes.title) else 0
+            section.insert(index, note)
+        else:
+            doctree.insert(0, note)
 
 
 def setup(app):
