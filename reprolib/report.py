@@ -209,13 +209,17 @@ def readme_summary(records: list[dict], keys=HEADLINE_KEYS) -> str:
     table = table.sort_values(["_order", "model"], kind="stable")
     runs = sorted({r.get("started_at", "")[:10] for r in latest_records(records)
                    if r.get("profile") in ("mini", "full")} - {""})
-    lines = ["| study | metric | model | paper | ours (mini) | ours (full) |", "|---|---|---|---|---|---|"]
+
+    def cell(v, missing=""):
+        return missing if v is None or v != v else _fmt(v)  # None or NaN
+
+    lines = ["| study | metric | model | paper | public reproductions | ours (mini) | ours (full) |",
+             "|---|---|---|---|---|---|---|"]
     for _, r in table.iterrows():
-        cells = [r["study"], r["metric"], r["model"], _fmt(r["paper"]),
-                 "" if r["ours (mini)"] is None or r["ours (mini)"] != r["ours (mini)"] else _fmt(r["ours (mini)"]),
-                 "" if r["ours (full)"] is None or r["ours (full)"] != r["ours (full)"] else _fmt(r["ours (full)"])]
+        cells = [r["study"], r["metric"], r["model"], cell(r["paper"], "not available"),
+                 r["public reproductions"] or "", cell(r["ours (mini)"]), cell(r["ours (full)"])]
         if r["stale"]:
-            cells[4] += " (stale)"
+            cells[5] += " (stale)"
         lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
     when = f"runs of {runs[0]}" + (f" to {runs[-1]}" if runs[-1] != runs[0] else "") if runs else "no runs yet"
     lines.append("")
