@@ -1085,7 +1085,7 @@ def _training_parameters() -> dict:
         "data_root": P((str,), profiles={"smoke": "", "mini": "", "full": ""},
                        help="SID folder (Sony/, Sony_*_list.txt); empty: the profile's data set"),
         "device": P((str,), profiles={"smoke": "cpu", "mini": "cpu", "full": "cpu"},
-                    check=sid_study._device_check, help="torch device"),
+                    check=study.torch_device, help="torch device"),
         "seed": P((int,), profiles={"smoke": 0, "mini": 0, "full": 0}, check=study.non_negative,
                   help="seed of initialisation, crops and scene order"),
         "steps": P((int,), profiles={"smoke": 2, "mini": 300, "full": 1_000_000}, check=study.positive,

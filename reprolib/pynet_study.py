@@ -762,14 +762,6 @@ def image_grid(model: PyNET, dataset: ZurichRawToRGB, indices: Sequence[int], de
 # Parameters of the notebook
 # ------------------------------------------------------------------------------------------------
 
-def _device_check(v: str) -> str | None:
-    try:
-        torch.device(v)
-    except (RuntimeError, TypeError):
-        return "not a torch device (e.g. 'cpu', 'cuda')"
-    return None
-
-
 def _six_positive(v) -> str | None:
     if len(v) != len(LEVELS) or not all(isinstance(k, int) and not isinstance(k, bool) and k > 0 for k in v):
         return "must be six positive integers, for levels 5, 4, 3, 2, 1, 0"
@@ -788,7 +780,7 @@ PARAMETERS = {
     "profile": _P((str,), choices=study.PROFILES, help="smoke (tests), mini (the book), full (the paper)"),
     "data_root": _P((str,), profiles={"smoke": "", "mini": "", "full": ""},
                     help="Zurich RAW-to-RGB folder (train/, test/); empty: the profile's data set"),
-    "device": _P((str,), profiles={"smoke": "cpu", "mini": "cpu", "full": "cpu"}, check=_device_check,
+    "device": _P((str,), profiles={"smoke": "cpu", "mini": "cpu", "full": "cpu"}, check=study.torch_device,
                  help="torch device"),
     "seed": _P((int,), profiles={"smoke": 0, "mini": 0, "full": 0}, check=study.non_negative,
                help="seed of initialisation and batch order"),

@@ -833,14 +833,6 @@ def train_model(norm: str, P: dict, splits: dict, cache: DecodedCache, checkpoin
 # Parameters of the two notebooks
 # ------------------------------------------------------------------------------------------------
 
-def _device_check(v: str) -> str | None:
-    try:
-        torch.device(v)
-    except (RuntimeError, TypeError):
-        return "not a torch device (e.g. 'cpu', 'cuda', 'cuda:1')"
-    return None
-
-
 def _patch_check(v: int) -> str | None:
     return None if v >= 16 and v % 16 == 0 else "must be a positive multiple of 16 (packed pixels)"
 
@@ -851,7 +843,7 @@ def _parameters(norm: bool) -> dict:
         "profile": P((str,), choices=study.PROFILES, help="smoke (tests), mini (the book), full (the paper)"),
         "data_root": P((str,), profiles={"smoke": "", "mini": "", "full": ""},
                        help="SID folder (Sony/, Sony_*_list.txt); empty: the profile's data set"),
-        "device": P((str,), profiles={"smoke": "cpu", "mini": "cpu", "full": "cpu"}, check=_device_check,
+        "device": P((str,), profiles={"smoke": "cpu", "mini": "cpu", "full": "cpu"}, check=study.torch_device,
                     help="torch device"),
         "seed": P((int,), profiles={"smoke": 0, "mini": 0, "full": 0}, check=study.non_negative,
                   help="seed of initialisation, crops and order"),

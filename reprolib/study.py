@@ -139,6 +139,17 @@ def non_negative(x) -> str | None:
     return None if x >= 0 else "must be >= 0"
 
 
+def torch_device(v: str) -> str | None:
+    """A :class:`Parameter` check: ``v`` names a torch device."""
+    import torch
+
+    try:
+        torch.device(v)
+    except (RuntimeError, TypeError):
+        return "not a torch device (e.g. 'cpu', 'cuda', 'cuda:1')"
+    return None
+
+
 # --------------------------------------------------------------------------- fingerprints
 
 def repo_root() -> Path:
