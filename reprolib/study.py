@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 __all__ = ["Parameter", "resolve_parameters", "parameters_from_namespace", "Run", "write_record",
-           "code_fingerprint", "repo_root", "results_dir", "load_records", "is_stale", "PROFILES"]
+           "code_fingerprint", "repo_root", "results_dir", "shared_checkpoint", "load_records", "is_stale",
+           "PROFILES"]
 
 PROFILES = ("smoke", "mini", "full")
 
@@ -161,6 +162,21 @@ def results_dir() -> Path:
     """Where run records go: ``$REPROLIB_RESULTS`` or ``<repo>/results``."""
     env = os.environ.get("REPROLIB_RESULTS")
     return Path(env) if env else repo_root() / "results"
+
+
+def shared_checkpoint(folder: str, name: str, key: dict) -> tuple[Path, str]:
+    """The checkpoint file of one training configuration, shared by the notebooks that train it.
+
+    ``<results>/<folder>/<name>-<hash>.pt``, the hash (SHA-256) taken over ``key``: everything that
+    changes the trained weights or the logged curves. Two notebooks that train the same network with
+    the same settings (the paper's network in a study and in its ablation) train it once; any changed
+    setting gives another file, so a changed configuration never resumes an old run.
+
+    Returns:
+        ``(path, digest)`` — pass the digest to :func:`reprolib.train.train` as ``config_key``.
+    """
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+    return results_dir() / folder / f"{name}-{digest[:12]}.pt", digest
 
 
 def _hash_files(paths) -> str:

@@ -13,7 +13,7 @@ rendered by LibRaw as SID does) and the PSNR between the two outputs.
 
 Usage (from the repository root):
 
-    python scripts/bench_sid_fullframe.py [--checkpoint results/sid/mini-xxxx/unet.pt]
+    python scripts/bench_sid_fullframe.py [--checkpoint results/sid_shared/none-xxxxxxxxxxxx.pt]
         [--tile 512] [--overlap 64] [--height 2848 --width 4256] [--no-untiled] [--json out.json]
 
 Without ``--checkpoint`` the network keeps its seeded random initialisation: timings and the

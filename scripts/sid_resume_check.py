@@ -40,7 +40,7 @@ def checkpoint_step(results: Path) -> int | None:
     """The step of the run's checkpoint, or None when there is none yet."""
     import torch
 
-    found = sorted(results.glob("sid/*/unet.pt"))
+    found = sorted(results.glob("sid_shared/none-*.pt"))
     if not found:
         return None
     try:
@@ -118,8 +118,8 @@ def main() -> None:
 
     import torch
 
-    a = torch.load(next(resumed.glob("sid/*/unet.pt")), map_location="cpu", weights_only=False)["model"]
-    b = torch.load(next(fresh.glob("sid/*/unet.pt")), map_location="cpu", weights_only=False)["model"]
+    a = torch.load(next(resumed.glob("sid_shared/none-*.pt")), map_location="cpu", weights_only=False)["model"]
+    b = torch.load(next(fresh.glob("sid_shared/none-*.pt")), map_location="cpu", weights_only=False)["model"]
     identical = all(torch.equal(a[k], b[k]) for k in a)
     diff = max((a[k].float() - b[k].float()).abs().max().item() for k in a)
     p_resumed, p_fresh = final_psnr(record(resumed)), final_psnr(record(fresh))

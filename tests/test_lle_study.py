@@ -85,6 +85,9 @@ def test_full_profile_is_the_official_training():
         (1_000_000, 1e-4, 500_000, 8, 512, "l1_ms_ssim")
     cfg = lle_study.train_config(P)
     assert cfg.milestones == (500_000,) and cfg.gamma == 0.1
+    assert cfg.grad_clip is None  # the official code does not clip; the miniature does
+    mini = study.resolve_parameters("lle_rdb", {"profile": "mini"}, lle_study.PARAMETERS_RDB)
+    assert lle_study.train_config(mini).grad_clip == 0.1
 
 
 @pytest.mark.parametrize("profile", ["smoke", "mini", "full"])
@@ -328,3 +331,16 @@ def test_efficiency_table_sets_ours_beside_the_paper(costs):
     table = lle_study.efficiency_table(*costs, None, None)
     assert table.loc["Parameters (M)", "Lamba & Mitra: paper"] == report.published_value("efficiency/lle/params_m")
     assert table.loc["Parameters (M)", "Lamba & Mitra (weight norm, as trained): ours"] == pytest.approx(0.784768)
+
+
+def test_loss_findings_follow_the_numbers():
+    import pandas as pd
+
+    labels = {"l1": "ours: L1", "ms_ssim": "ours: MS-SSIM", "l1_ms_ssim": "ours: L1 + MS-SSIM"}
+    summary = pd.DataFrame({"PSNR": [19.9, 13.1, 19.8, 17.2], "SSIM": [0.44, 0.24, 0.44, 0.30],
+                            "brightness": [0.98, 0.81, 1.01, 0.95]},
+                           index=[*labels.values(), "traditional"])
+    text = lle_study.loss_findings(summary, labels, "traditional", synthetic=True)
+    assert "-6.80 dB PSNR" in text and "not the best (-0.10 dB" in text
+    assert "MS-SSIM 0.81" in text and "traditional pipeline 0.95" in text
+    assert "Not every trained network beats the traditional pipeline (17.20 dB): ours: MS-SSIM (-4.10 dB) does not." in text

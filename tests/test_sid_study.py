@@ -241,11 +241,16 @@ def test_evaluation_tables_have_one_row_per_pair_and_ratio_groups(sid_root, cach
     # the baseline is the amplified short exposure through LibRaw: brighter ratios are noisier
     summary = sid_study.summarise({"ours": ours, "traditional": base})
     assert list(summary.index) == ["ours", "traditional"] and (summary["images"] == len(pairs)).all()
-    table = sid_study.by_ratio({"ours": ours, "traditional": base})
-    assert list(table.columns) == ["×100", "×250", "×300"] and table.loc["images"].tolist() == [1, 1, 1]
-    rows = sid_study.metric_rows(summary, "ours", "SID U-Net", "sid/sony", "protocol")
-    assert {r["key"] for r in rows} == {"sid/sony/psnr", "sid/sony/ssim", "sid/sony/psnr_float", "sid/sony/ssim_float"}
-    json.dumps(rows)
+    assert (summary["brightness"] > 0).all() and np.isfinite(summary["brightness"]).all()
+
+
+def test_brightness_is_the_ratio_of_mean_levels(sid_root, cache):
+    """An output at half the ground truth's level has brightness 0.5 and the PSNR of that error."""
+    pair = sid_study.load_splits(sid_root)["test"][0]
+    target = sid_study.SIDImages([pair], cache).target(pair)
+    row = sid_study._row(pair, 0.5 * target, target)
+    assert row["brightness"] == pytest.approx(0.5, rel=1e-5)
+    assert row["psnr"] == pytest.approx(-10 * np.log10(float(((0.5 * target) ** 2).mean())), rel=1e-4)
 
 
 def test_published_rows_come_from_the_data_file():
@@ -278,6 +283,7 @@ def test_full_profile_is_the_papers_training():
         assert P["burst00"] and P["exclude_misaligned"]
         cfg = sid_study.train_config(P, steps_per_epoch=161)
         assert cfg.steps == 4000 * 161 and cfg.milestones == (2000 * 161,) and cfg.gamma == 0.1
+        assert cfg.grad_clip is None  # the official code does not clip; the miniature does
     P = study.resolve_parameters("sid", {"profile": "mini", "epochs": 3, "lr_drop": 0}, sid_study.PARAMETERS)
     assert P["overridden"] == ["epochs", "lr_drop"] and sid_study.train_config(P, 24).milestones == ()
 
@@ -299,3 +305,32 @@ def test_findings_follow_the_numbers():
     assert "+4.00 dB" in text and "holds" in text and "positive at every" in text
     text = sid_study.sid_findings(summary.iloc[::-1].set_axis(summary.index), ratios, "ours", "base", synthetic=False)
     assert "does not hold" in text
+
+
+# ------------------------------------------------------------------ training, shared checkpoint
+
+def test_train_model_trains_once_and_both_notebooks_reuse_it(sid_root, cache, tmp_path, monkeypatch):
+    monkeypatch.setenv("REPROLIB_RESULTS", str(tmp_path))
+    splits = sid_study.load_splits(sid_root)
+    P = study.resolve_parameters("sid", {"profile": "smoke", "patch": 16, "eval_every": 1}, sid_study.PARAMETERS)
+    model, history = sid_study.train_model("none", P, splits, cache, "data-1")
+    assert history.resumed_from == 0 and "val_psnr" in history.curves and not model.training
+    B = study.resolve_parameters("sid_batchnorm", {"profile": "smoke", "patch": 16, "eval_every": 1},
+                                 sid_study.PARAMETERS_BATCHNORM)
+    again, history_again = sid_study.train_model("none", B, splits, cache, "data-1")
+    assert history_again.resumed_from == history.curves["loss"][-1]["step"]  # reloaded, not retrained
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(again.state_dict()[k], v, rtol=0, atol=0)
+    assert len(list((tmp_path / "sid_shared").glob("none-*.pt"))) == 1
+    # any change of the configuration or the data trains another network
+    sid_study.train_model("none", {**P, "seed": 1}, splits, cache, "data-1")
+    sid_study.train_model("none", P, splits, cache, "data-2")
+    assert len(list((tmp_path / "sid_shared").glob("none-*.pt"))) == 3
+
+
+def test_sid_and_batchnorm_notebooks_share_the_training_budget():
+    """The official network of the ablation is the one ``sid.ipynb`` trains: same settings per profile."""
+    for profile in study.PROFILES:
+        a = study.resolve_parameters("sid", {"profile": profile}, sid_study.PARAMETERS)
+        b = study.resolve_parameters("sid_batchnorm", {"profile": profile}, sid_study.PARAMETERS_BATCHNORM)
+        assert {k: v for k, v in a.items() if k != "norm"} == b
