@@ -985,11 +985,9 @@ def loss_findings(summary: "pd.DataFrame", labels: dict, baseline: str, syntheti
                  f"{ssim['ms_ssim'] - ssim['l1']:+.3f} SSIM — a structural loss trades per-pixel fidelity for "
                  "structure, and (1 − MS-SSIM) compares mean levels only at its coarsest scale, so it barely "
                  "penalises a uniform colour or brightness shift that L1 penalises everywhere. ")
-    if "brightness" in summary:
-        level = {n: summary.loc[lab, "brightness"] for n, lab in labels.items()}
-        text += ("Mean output level ÷ ground truth (1 = as bright): "
-                 + ", ".join(f"{LOSS_LABELS[n]} {v:.2f}" for n, v in level.items())
-                 + f"; traditional pipeline {summary.loc[baseline, 'brightness']:.2f}. ")
+    text += ("Mean output level ÷ ground truth (1 = as bright): "
+             + ", ".join(f"{LOSS_LABELS[n]} {summary.loc[lab, 'brightness']:.2f}" for n, lab in labels.items())
+             + f"; traditional pipeline {summary.loc[baseline, 'brightness']:.2f}. ")
     text += "One seed per loss: differences of a few tenths of a dB are within seed-to-seed spread. "
     if synthetic:
         text += ("On the synthetic miniature and a short CPU budget, the ranking says which loss learns fastest "

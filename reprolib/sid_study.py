@@ -702,7 +702,7 @@ def summarise(results: dict) -> "pd.DataFrame":
     for name, df in results.items():
         rows.append({"method": name, "images": len(df), "PSNR": df["psnr"].mean(), "SSIM": df["ssim"].mean(),
                      "PSNR 8-bit": df["psnr_8bit"].mean(), "SSIM 8-bit": df["ssim_8bit"].mean(),
-                     "brightness": df["brightness"].mean() if "brightness" in df else float("nan")})
+                     "brightness": df["brightness"].mean()})
     return pd.DataFrame(rows).set_index("method")
 
 
@@ -800,14 +800,14 @@ def train_config(P: dict, steps_per_epoch: int) -> "train.TrainConfig":
 
 
 def train_model(norm: str, P: dict, splits: dict, cache: DecodedCache, data_fingerprint: str,
-                desc: str | None = None, checkpoint: str | Path | None = None):
+                desc: str | None = None):
     """Build, train (or resume / reload) and return a SID U-Net with its history.
 
     Used by both SID notebooks. The model is initialised from ``seed``; the training batches come
     from :class:`SIDTrainingPatches` over the train split; the validation PSNR (whole images,
     float) is logged every ``eval_every`` epochs. The checkpoint is tied to the configuration
     (norm, patch, batch, seed, schedule, data fingerprint, …): a changed configuration starts over.
-    By default it is the shared file of :func:`reprolib.study.shared_checkpoint`
+    It is the shared file of :func:`reprolib.study.shared_checkpoint`
     (``<results>/sid_shared/<norm>-<hash>.pt``), so the official network trained at the same
     settings in ``sid.ipynb`` and in the BatchNorm ablation is trained once.
 
@@ -834,7 +834,7 @@ def train_model(norm: str, P: dict, splits: dict, cache: DecodedCache, data_fing
                              "val": [p.short for p in val], "tile": P["tile"],
                              "device": torch.device(P["device"]).type})
     history = train.train(model, patches, lambda m, b: losses.l1(m(b[0]), b[1]), cfg,
-                          checkpoint=checkpoint or path, evaluate_fn=validate if P["eval_every"] else None,
+                          checkpoint=path, evaluate_fn=validate if P["eval_every"] else None,
                           desc=desc or f"SID U-Net ({norm})", config_key=key)
     return model, history
 

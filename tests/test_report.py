@@ -17,11 +17,14 @@ def _record(tmp_path, study_name, profile, metrics, stale=False):
     return path
 
 
+#: a mini SID record's metrics (headline PSNR and an SSIM that only the scoreboard shows)
+SID_MINI = [{"key": "sid/sony/psnr", "model": "SID U-Net", "metric": "PSNR (dB)", "value": 20.97},
+            {"key": "sid/sony/ssim", "model": "SID U-Net", "metric": "SSIM", "value": 0.502}]
+
+
 def test_scoreboard_numbers_equal_the_records(tmp_path, monkeypatch):
     monkeypatch.setenv("REPROLIB_RESULTS", str(tmp_path))
-    _record(tmp_path, "sid", "mini", [
-        {"key": "sid/sony/psnr", "model": "SID U-Net", "metric": "PSNR (dB)", "value": 20.97},
-        {"key": "sid/sony/ssim", "model": "SID U-Net", "metric": "SSIM", "value": 0.502}])
+    _record(tmp_path, "sid", "mini", SID_MINI)
     _record(tmp_path, "genisp", "mini", [
         {"key": "genisp/nikon/ap", "model": "GenISP", "metric": "AP", "value": 0.103}], stale=True)
     _record(tmp_path, "sid", "smoke", [  # smoke runs never reach the scoreboard
@@ -46,9 +49,7 @@ def test_scoreboard_numbers_equal_the_records(tmp_path, monkeypatch):
 
 def test_readme_summary_is_the_records_headline_numbers(tmp_path, monkeypatch):
     monkeypatch.setenv("REPROLIB_RESULTS", str(tmp_path))
-    _record(tmp_path, "sid", "mini", [
-        {"key": "sid/sony/psnr", "model": "SID U-Net", "metric": "PSNR (dB)", "value": 20.97},
-        {"key": "sid/sony/ssim", "model": "SID U-Net", "metric": "SSIM", "value": 0.502}])
+    _record(tmp_path, "sid", "mini", SID_MINI)
     _record(tmp_path, "pynet", "mini", [
         {"key": "pynet/zurich/psnr", "model": "PyNET (ours)", "metric": "PSNR (dB)", "value": 17.7172}], stale=True)
     summary = report.readme_summary(study.load_records(tmp_path))
