@@ -16,10 +16,11 @@ from __future__ import annotations
 import argparse
 import sys
 
+from . import data
+from .raw import RawReadError
+
 
 def _list(args) -> int:
-    from . import data
-
     table = data.manifest_table()[["name", "kind", "size", "present"]]
     widths = {c: max(len(c), *(len(str(v)) for v in table[c])) for c in table.columns}
     print("  ".join(c.ljust(widths[c]) for c in table.columns))
@@ -30,15 +31,11 @@ def _list(args) -> int:
 
 
 def _prepare(args) -> int:
-    from . import data
-
     print(data.prepare(args.name, args.root, download=not args.no_download))
     return 0
 
 
 def _verify(args) -> int:
-    from . import data
-
     report = data.verify(args.name, args.root)
     for key in ("name", "kind", "root", "files", "sha256_checked", "bytes", "fingerprint"):
         print(f"{key}: {report[key]}")
@@ -48,7 +45,7 @@ def _verify(args) -> int:
 
 
 def _readme(args) -> int:
-    from . import report, study
+    from . import report, study  # pyplot and the records: only for this command
 
     summary = report.readme_summary(study.load_records())
     if args.write:
@@ -86,13 +83,10 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(run=_readme)
 
     args = parser.parse_args(argv)
-    from .data import DataMissingError, DataVerificationError, ManifestError, UnknownEntryError
-    from .raw import RawReadError
-
     try:
         return args.run(args)
-    except (DataMissingError, DataVerificationError, ManifestError, UnknownEntryError, RawReadError,
-            FileExistsError, ValueError) as e:
+    except (data.DataMissingError, data.DataVerificationError, data.ManifestError, data.UnknownEntryError,
+            RawReadError, FileExistsError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
 

@@ -1,32 +1,20 @@
-"""Object detectors for the GenISP study: built, frozen, and scored.
+"""Object detectors for the GenISP study (Morawski et al., CVPRW 2022), which trains a neural ISP *through* a
+detector trained on ordinary (well-lit, sRGB) images and then frozen. Two detectors, labels COCO ids (1 person,
+2 bicycle, 3 car): ``full``, torchvision's RetinaNet ResNet-50-FPN v2 with its COCO weights (:func:`full_retinanet`,
+:func:`coco_weights`); ``mini``, a small RetinaNet (:func:`mini_retinanet`) trained here on well-lit procedural
+street scenes (:func:`pretrain_mini_detector`; no COCO weights offline), cached under a hash of what determines it.
 
-GenISP (Morawski et al., CVPRW 2022) trains a neural ISP *through* an object detector that was
-trained on ordinary (well-lit, sRGB) images and then frozen: the detector's weights never change,
-only the ISP in front of it learns. Two detectors play that role here:
-
-* ``full`` — torchvision's RetinaNet ResNet-50-FPN v2 with its COCO weights
-  (:func:`full_retinanet`; the weights are the ``retinanet-resnet50-fpn-v2-coco`` entry of
-  ``data_manifest.yaml``), at the paper's resize rule (``min_size=800``, ``max_size=1333``).
-* ``mini`` — no COCO weights can be had offline, so the miniature first trains its own
-  "pretrained" detector: a small torchvision :class:`~torchvision.models.detection.RetinaNet`
-  (:func:`mini_retinanet`) trained from scratch on well-lit procedural street scenes of the same
-  three classes (:func:`pretrain_mini_detector`), then frozen exactly like the COCO one. It is cached
-  by a hash of its configuration in ``data.cache_dir()/detectors`` so it is trained once.
-
-Freezing (:func:`freeze`) is more than ``requires_grad_(False)``: torchvision's RetinaNet returns
-its losses only in train mode, and train mode makes a ``BatchNorm2d`` use batch statistics and
-overwrite its running averages. The v2 COCO model has plain ``BatchNorm2d`` in its ResNet-50
-(torchvision only freezes them in the v1 model), so every BatchNorm is replaced by a
-``FrozenBatchNorm2d`` holding the same statistics — the detector then computes the same function
-in train and eval mode, and nothing in it can change.
-
-Labels are COCO category ids (1 person, 2 bicycle, 3 car — RAW-NOD's classes) for both detectors.
+Freezing (:func:`freeze`) is more than ``requires_grad_(False)``: torchvision's RetinaNet returns its losses only
+in train mode, where a ``BatchNorm2d`` uses batch statistics and overwrites its running averages. So every
+BatchNorm becomes a ``FrozenBatchNorm2d`` with the same statistics: the same function in train and eval mode.
 """
 from __future__ import annotations
 
+import ast
 import hashlib
 import inspect
 import json
+import textwrap
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
@@ -34,7 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from torchvision.models.detection import RetinaNet
+from torchmetrics.detection import MeanAveragePrecision
+from torchvision.models.detection import RetinaNet, retinanet_resnet50_fpn_v2
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.models.detection.retinanet import RetinaNetHead
@@ -42,19 +31,15 @@ from torchvision.models.resnet import BasicBlock
 from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-__all__ = [
-    "RAW_NOD_LABELS", "tiny_resnet_fpn", "mini_retinanet", "full_retinanet", "freeze", "is_frozen",
-    "detection_losses", "detect", "average_precision", "MiniDetectorConfig", "well_lit_scenes",
-    "pretrain_mini_detector", "load_mini_detector",
-]
+from . import data, synth, train
+
+__all__ = ["RAW_NOD_LABELS", "tiny_resnet_fpn", "mini_retinanet", "full_retinanet", "coco_weights", "freeze",
+           "is_frozen", "weights_digest", "detection_losses", "detect", "average_precision", "MiniDetectorConfig",
+           "well_lit_scenes", "pretrain_mini_detector", "load_mini_detector"]
 
 #: COCO category ids of RAW-NOD's three classes (person, bicycle, car)
 RAW_NOD_LABELS = (1, 2, 3)
 
-
-# ------------------------------------------------------------------------------------------------
-# Building
-# ------------------------------------------------------------------------------------------------
 
 def _stage(in_channels: int, out_channels: int) -> nn.Module:
     """One stride-2 ResNet stage of a single BasicBlock (with its 1×1 projection shortcut)."""
@@ -66,10 +51,8 @@ def _stage(in_channels: int, out_channels: int) -> nn.Module:
 def tiny_resnet_fpn(widths: tuple = (32, 64, 128, 256), fpn_channels: int = 64) -> BackboneWithFPN:
     """A small ResNet (one BasicBlock per stage) with an FPN, RetinaNet style (GenISP study, mini).
 
-    Body: conv3×3 stride 2 (3→``widths[0]``), then four stride-2 BasicBlock stages of widths
-    ``widths`` (strides 4, 8, 16, 32). FPN on the last three stages (C3–C5) with ``fpn_channels``
-    channels, plus RetinaNet's P6 / P7 (strides 64, 128) from P5.
-
+    Body: conv3×3 stride 2 (3→``widths[0]``), four stride-2 BasicBlock stages of ``widths``
+    (strides 4 … 32); FPN on C3–C5 with ``fpn_channels``, plus P6 / P7 (strides 64, 128) from P5.
     Input: ``float32`` B×3×H×W (normalised by the detector's transform). Output: an ordered dict of
     five feature maps B×``fpn_channels``×H/s×W/s, s = 8 … 128.
     """
@@ -77,10 +60,8 @@ def tiny_resnet_fpn(widths: tuple = (32, 64, 128, 256), fpn_channels: int = 64) 
     body = nn.Sequential()
     body.add_module("stem", nn.Sequential(nn.Conv2d(3, c0, 3, stride=2, padding=1, bias=False),
                                           nn.BatchNorm2d(c0), nn.ReLU(inplace=True)))
-    body.add_module("layer1", _stage(c0, c0))
-    body.add_module("layer2", _stage(c0, c1))
-    body.add_module("layer3", _stage(c1, c2))
-    body.add_module("layer4", _stage(c2, c3))
+    for i, (a, b) in enumerate([(c0, c0), (c0, c1), (c1, c2), (c2, c3)], start=1):
+        body.add_module(f"layer{i}", _stage(a, b))
     return BackboneWithFPN(body, return_layers={"layer2": "0", "layer3": "1", "layer4": "2"},
                            in_channels_list=[c1, c2, c3], out_channels=fpn_channels,
                            extra_blocks=LastLevelP6P7(fpn_channels, fpn_channels))
@@ -88,25 +69,15 @@ def tiny_resnet_fpn(widths: tuple = (32, 64, 128, 256), fpn_channels: int = 64) 
 
 def mini_retinanet(min_size: int = 192, max_size: int = 320, widths: tuple = (32, 64, 128, 256),
                    fpn_channels: int = 64, anchor_base: int = 16, head_convs: int = 2) -> RetinaNet:
-    """The mini study's detector: torchvision's RetinaNet on :func:`tiny_resnet_fpn` (GenISP study).
+    """The mini study's detector, untrained: torchvision's RetinaNet on :func:`tiny_resnet_fpn` (GenISP study).
 
-    * Anchors: three scales (×1, ×2^(1/3), ×2^(2/3)) and three aspect ratios (0.5, 1, 2) per level,
-      base sizes ``anchor_base`` · 2^k on P3 … P7 — torchvision's layout (32 … 512 on 800-pixel
-      images) scaled down to the miniature's 192-pixel images.
-    * Heads: torchvision's RetinaNet heads with GroupNorm (16 groups, no running statistics), cut
-      from four to ``head_convs`` conv3×3 layers per branch: on the 2-core CPU of the miniature
-      the heads on P3 cost as much as the whole backbone.
-    * Box loss: smooth-L1 (see :func:`_use_smooth_l1`), classification: torchvision's α-balanced
-      focal loss (α = 0.25, γ = 2) — the losses of the paper's (keras-)RetinaNet.
-    * ``min_size`` / ``max_size`` are those of the study's own resize rule, so that torchvision's
-      transform does not resize the (already resized) input again; 100 detections per image
-      (COCO's ``maxDets``).
-    * ``num_classes = 4`` so that the class index *is* the COCO id (index 0 is never a target).
-
-    Returns:
-        an untrained :class:`~torchvision.models.detection.RetinaNet` (train it with
-        :func:`pretrain_mini_detector`). Input: list of ``float32`` 3×H×W images, roughly
-        ``[0, 1]`` sRGB (normalised inside with ImageNet mean / std).
+    Anchors: scales ×1, ×2^(1/3), ×2^(2/3), aspect ratios 0.5, 1, 2, base sizes ``anchor_base`` · 2^k on P3 … P7
+    (torchvision's 32 … 512 on 800-pixel images, scaled to 192-pixel ones). Heads: torchvision's with GroupNorm
+    (16), cut to ``head_convs`` conv3×3 per branch (on a 2-core CPU the P3 heads cost as much as the backbone).
+    Losses: smooth-L1 boxes, α-balanced focal (α = 0.25, γ = 2), as the paper's RetinaNet. ``min_size`` /
+    ``max_size``: the study's resize rule, so torchvision does not resize again; 100 detections per image;
+    ``num_classes = 4`` so the class index *is* the COCO id. Input: list of ``float32`` 3×H×W, roughly ``[0, 1]``
+    sRGB (normalised inside with ImageNet mean / std).
     """
     sizes = tuple(tuple(int(round(anchor_base * 2 ** k * 2 ** (j / 3))) for j in range(3)) for k in range(5))
     anchors = AnchorGenerator(sizes=sizes, aspect_ratios=((0.5, 1.0, 2.0),) * len(sizes))
@@ -121,39 +92,33 @@ def mini_retinanet(min_size: int = 192, max_size: int = 320, widths: tuple = (32
 
 
 def full_retinanet(weights: str | Path | None = None, min_size: int = 800, max_size: int = 1333) -> RetinaNet:
-    """The full study's detector: torchvision ``retinanet_resnet50_fpn_v2`` (GenISP study, full).
-
-    Args:
-        weights: the COCO state dict file (``data.prepare('retinanet-resnet50-fpn-v2-coco')`` /
-            ``retinanet_resnet50_fpn_v2_coco-5905b1c5.pth``); ``None`` leaves the weights random
-            (for tests of the plumbing only).
-        min_size, max_size: torchvision's resize; the paper's keras-retinanet rule is 800 / 1333.
-
-    Returns:
-        the detector, **frozen** (:func:`freeze`), box loss set to smooth-L1 (torchvision's v2
-        recipe uses GIoU; the paper's RetinaNet uses smooth-L1), 91 COCO classes, 100 detections
-        per image.
-    """
-    from torchvision.models.detection import retinanet_resnet50_fpn_v2
-
+    """The full study's detector, **frozen** (:func:`freeze`): torchvision ``retinanet_resnet50_fpn_v2``, 91 COCO
+    classes, 100 detections per image, smooth-L1 box loss (torchvision's v2 recipe uses GIoU, the paper smooth-L1).
+    ``weights``: the COCO state dict file (:func:`coco_weights`; ``None``: random, for tests of the plumbing);
+    ``min_size``, ``max_size``: torchvision's resize (the paper's keras-retinanet rule: 800 / 1333)."""
     model = retinanet_resnet50_fpn_v2(weights=None, weights_backbone=None, num_classes=91,
                                       min_size=min_size, max_size=max_size, detections_per_img=100)
     # Replace the BatchNorms *before* loading, so the COCO running statistics land in the frozen
     # layers (FrozenBatchNorm2d ignores the num_batches_tracked entries of the file).
     _freeze_batchnorm(model)
     if weights is not None:
-        state = torch.load(Path(weights), map_location="cpu", weights_only=True)
-        model.load_state_dict(state)
+        model.load_state_dict(torch.load(Path(weights), map_location="cpu", weights_only=True))
     return freeze(_use_smooth_l1(model))
 
 
-def _use_smooth_l1(model: RetinaNet) -> RetinaNet:
-    """Set the regression loss to smooth-L1, as in the paper's RetinaNet.
+def coco_weights(path: str | Path | None = None) -> Path:
+    """The COCO state dict file of :func:`full_retinanet`: ``path`` if it is not a folder, else the manifest entry
+    ``retinanet-resnet50-fpn-v2-coco`` checked (or downloaded) in the folder ``path`` (empty: the data cache)."""
+    if path and not Path(path).is_dir():
+        return Path(path)
+    name = "retinanet-resnet50-fpn-v2-coco"
+    return data.prepare(name, Path(path) if path else None) / data.entry(name)["layout"][0]["path"]
 
-    torchvision's smooth-L1 uses β = 1 on its own box encoding (centre offsets and log sizes,
-    weights 1); keras-retinanet used σ = 3 (β = 1/9) on corner offsets divided by 0.2. The
-    frozen detector's regression head is what it is; this loss only steers the ISP in front of it.
-    """
+
+def _use_smooth_l1(model: RetinaNet) -> RetinaNet:
+    """Set the regression loss to smooth-L1, as in the paper's RetinaNet. torchvision's uses β = 1
+    on its own box encoding; keras-retinanet used σ = 3 (β = 1/9) on corner offsets / 0.2. The frozen
+    head is what it is; this loss only steers the ISP in front of it."""
     model.head.regression_head._loss_type = "smooth_l1"
     return model
 
@@ -165,10 +130,8 @@ def _freeze_batchnorm(module: nn.Module) -> nn.Module:
         if isinstance(child, nn.BatchNorm2d):
             frozen = FrozenBatchNorm2d(child.num_features, eps=child.eps)
             with torch.no_grad():
-                frozen.weight.copy_(child.weight)
-                frozen.bias.copy_(child.bias)
-                frozen.running_mean.copy_(child.running_mean)
-                frozen.running_var.copy_(child.running_var)
+                for name_ in ("weight", "bias", "running_mean", "running_var"):
+                    getattr(frozen, name_).copy_(getattr(child, name_))
             setattr(module, name, frozen)
         else:
             _freeze_batchnorm(child)
@@ -178,9 +141,8 @@ def _freeze_batchnorm(module: nn.Module) -> nn.Module:
 def freeze(detector: nn.Module) -> nn.Module:
     """Freeze a detector as GenISP does: BatchNorm → FrozenBatchNorm2d and no parameter trainable.
 
-    Used by the GenISP study for both detectors. After this, train mode (which torchvision needs to
-    return losses) and eval mode compute the same function, and no optimiser or forward pass can
-    change a weight or a statistic. Returns the same module (modified in place).
+    After this, train mode (which torchvision needs to return losses) and eval mode compute the
+    same function, and nothing can change a weight or a statistic. Returns the module (changed in place).
     """
     _freeze_batchnorm(detector)
     detector.requires_grad_(False)
@@ -189,30 +151,24 @@ def freeze(detector: nn.Module) -> nn.Module:
 
 def is_frozen(detector: nn.Module) -> bool:
     """True when no parameter is trainable and no normalisation layer keeps running statistics."""
-    no_grad = not any(p.requires_grad for p in detector.parameters())
-    no_stats = not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in detector.modules())
-    return no_grad and no_stats
+    return not any(p.requires_grad for p in detector.parameters()) and \
+        not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in detector.modules())
 
 
-# ------------------------------------------------------------------------------------------------
-# Using
-# ------------------------------------------------------------------------------------------------
+def weights_digest(module: nn.Module) -> str:
+    """16 hex digits of a module's state dict, names and values (ties a checkpoint to the frozen detector it used)."""
+    h = hashlib.sha256()
+    for name, tensor in module.state_dict().items():
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
 
 def detection_losses(detector: RetinaNet, images, targets: list[dict]) -> dict:
-    """The detector's training losses for a batch (GenISP study).
-
-    Puts the detector in train mode (torchvision returns losses only then; a frozen detector
-    computes the same function in both modes) — gradients flow back to whatever produced
-    ``images``.
-
-    Args:
-        images: list of ``float32`` 3×H×W tensors (or a B×3×H×W tensor), any range.
-        targets: per image ``{"boxes": float32 N×4 xyxy pixels of that image, "labels": int64 N}``.
-
-    Returns:
-        ``{"classification": focal loss, "bbox_regression": smooth-L1 loss}``, scalar tensors,
-        each normalised by the number of anchors matched to a box (torchvision's convention).
-    """
+    """The detector's training losses in train mode (torchvision returns them only then; a frozen detector is the
+    same function in both modes). ``images``: list of ``float32`` 3×H×W (or B×3×H×W), any range, gradients reach
+    them; ``targets``: per image ``{"boxes": float32 N×4 xyxy pixels, "labels": int64 N}``. Returns scalar tensors
+    ``{"classification": focal, "bbox_regression": smooth-L1}``, each per anchor matched to a box (torchvision's)."""
     detector.train()
     images = list(images)
     targets = [{"boxes": t["boxes"], "labels": t["labels"]} for t in targets]
@@ -221,37 +177,20 @@ def detection_losses(detector: RetinaNet, images, targets: list[dict]) -> dict:
 
 @torch.no_grad()
 def detect(detector: RetinaNet, images, batch_size: int = 8) -> list[dict]:
-    """Detections for a list of images, in eval mode (GenISP study).
-
-    Args:
-        images: list of ``float32`` 3×H×W tensors (or a B×3×H×W tensor).
-
-    Returns:
-        one dict per image: ``boxes`` (N×4 xyxy, pixels of the input), ``scores`` (N), ``labels``
-        (N, COCO ids), on the CPU.
-    """
+    """Detections in eval mode for ``images`` (list of ``float32`` 3×H×W, or B×3×H×W): one dict per image, on the
+    CPU, ``boxes`` (N×4 xyxy, pixels of the input), ``scores`` (N), ``labels`` (N, COCO ids)."""
     detector.eval()
-    images = list(images)
-    out = []
+    images, out = list(images), []
     for i in range(0, len(images), batch_size):
-        for d in detector(images[i:i + batch_size]):
-            out.append({k: v.detach().cpu() for k, v in d.items()})
+        out += [{k: v.detach().cpu() for k, v in d.items()} for d in detector(images[i:i + batch_size])]
     return out
 
 
 def average_precision(predictions: list[dict], targets: list[dict],
                       labels: tuple = RAW_NOD_LABELS) -> dict:
-    """COCO AP, AP50 and AP75 with torchmetrics' ``MeanAveragePrecision`` (GenISP study).
-
-    pycocotools backend, boxes xyxy in pixels, IoU thresholds 0.50:0.05:0.95, up to 100 detections
-    per image, area ranges ignored ("all"). Predictions with a label outside ``labels`` (a COCO
-    detector's other 77 classes) are dropped: only RAW-NOD's classes are scored.
-
-    Returns:
-        ``{"AP": …, "AP50": …, "AP75": …}`` as floats in ``[0, 1]`` (``-1`` when there is no box).
-    """
-    from torchmetrics.detection import MeanAveragePrecision
-
+    """COCO AP, AP50 and AP75 with torchmetrics' ``MeanAveragePrecision``: pycocotools backend, boxes xyxy in pixels,
+    IoU 0.50:0.05:0.95, ≤ 100 detections per image, all areas; predictions with a label outside ``labels`` (a COCO
+    detector's other 77 classes) dropped. Returns ``{"AP", "AP50", "AP75"}`` floats in ``[0, 1]`` (``-1``: no box)."""
     keep = torch.tensor(labels)
     preds = []
     for p in predictions:
@@ -265,23 +204,20 @@ def average_precision(predictions: list[dict], targets: list[dict],
     return {"AP": float(r["map"]), "AP50": float(r["map_50"]), "AP75": float(r["map_75"])}
 
 
-# ------------------------------------------------------------------------------------------------
-# The mini detector's own "COCO pretraining"
-# ------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------- the mini detector's own "COCO pretraining"
 
 @dataclass(frozen=True)
 class MiniDetectorConfig:
-    """Everything that determines the pretrained mini detector (and so its cache key).
+    """Everything that determines the pretrained mini detector, and the size of its well-lit test.
 
     Attributes:
         height, width: size of the well-lit scenes = the size GenISP's pipeline feeds the detector.
         min_size, max_size: the detector's resize (set so that it does not resize again).
-        steps, batch_size, lr, milestones: optimisation (Adam, ×0.1 at each milestone step, gradient
-            norm clipped at 10 — :func:`reprolib.train.train` has no warm-up, and the clip keeps the
-            first steps of a from-scratch RetinaNet stable).
-        pool: number of distinct well-lit training scenes (rendered once, then augmented).
-        test_images: well-lit test scenes for the AP50 check.
-        seed: seeds the scenes and the initialisation.
+        steps, batch_size, lr, milestones: Adam, ×0.1 at each milestone step, gradient norm clipped
+            at 10 (no warm-up in :func:`reprolib.train.train`: the clip steadies the first steps).
+        pool: distinct well-lit training scenes (rendered once, then augmented).
+        test_images: well-lit test scenes for the AP check (not part of the cache key).
+        seed: of the scenes and the initialisation.
         widths, fpn_channels, anchor_base, head_convs: architecture (:func:`mini_retinanet`).
     """
 
@@ -302,28 +238,34 @@ class MiniDetectorConfig:
     head_convs: int = 2
 
     def key(self) -> str:
-        """16 hex digits identifying this configuration *and* the code that trains it."""
-        from . import synth
-
-        code = "".join(inspect.getsource(f) for f in (tiny_resnet_fpn, _stage, mini_retinanet,
-                                                      well_lit_scenes, _augment_well_lit,
-                                                      synth.render_street_scene))
-        text = json.dumps(asdict(self), sort_keys=True) + hashlib.sha256(code.encode()).hexdigest()
+        """16 hex digits identifying the weights: every field but ``test_images``, and the code that
+        builds and trains the detector (without its docstrings and comments)."""
+        weights = {k: v for k, v in asdict(self).items() if k != "test_images"}
+        code = [_code_without_docstrings(f) for f in (_stage, tiny_resnet_fpn, mini_retinanet, _use_smooth_l1,
+                                                      well_lit_scenes, _augment_well_lit, _train_mini,
+                                                      synth.render_street_scene)]
+        text = json.dumps(weights, sort_keys=True) + hashlib.sha256("".join(code).encode()).hexdigest()
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def well_lit_scenes(seed: int, stream: int, n: int, height: int, width: int):
-    """``n`` well-lit procedural street scenes (:func:`reprolib.synth.render_street_scene`).
+def _code_without_docstrings(function) -> str:
+    """A function's syntax tree, docstrings and comments left out: changes only when its code does."""
+    tree = ast.parse(textwrap.dedent(inspect.getsource(function)))
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and ast.get_docstring(node) is not None:
+            node.body = node.body[1:] or [ast.Pass()]
+    return ast.dump(tree)
 
-    Used by the GenISP study to pretrain and test the mini detector. Scene ``i`` of ``stream`` is
-    drawn from ``np.random.default_rng([seed, stream, i])`` (stream 0: training pool, 1: test).
+
+def well_lit_scenes(seed: int, stream: int, n: int, height: int, width: int):
+    """``n`` well-lit procedural street scenes (:func:`reprolib.synth.render_street_scene`) to
+    pretrain (stream 0) and test (stream 1) the mini detector; scene ``i`` of ``stream`` is drawn
+    from ``np.random.default_rng([seed, stream, i])`` (GenISP study).
 
     Returns:
         ``(images, targets)``: ``uint8`` tensor n×3×H×W (sRGB, 8 bits like an ordinary photo) and a
         list of ``{"boxes": float32 N×4 xyxy, "labels": int64 N}``.
     """
-    from . import synth
-
     images = torch.empty(n, 3, height, width, dtype=torch.uint8)
     targets = []
     for i in range(n):
@@ -335,49 +277,20 @@ def well_lit_scenes(seed: int, stream: int, n: int, height: int, width: int):
 
 def _augment_well_lit(image: torch.Tensor, target: dict, rng: np.random.Generator):
     """Horizontal flip and brightness / contrast jitter of one ``uint8`` 3×H×W scene → float [0, 1]."""
-    x = image.float() / 255.0
-    boxes = target["boxes"].clone()
+    x, boxes = image.float() / 255.0, target["boxes"].clone()
     if rng.random() < 0.5:
         x = x.flip(-1)
-        w = x.shape[-1]
-        boxes[:, [0, 2]] = w - boxes[:, [2, 0]]
+        boxes[:, [0, 2]] = x.shape[-1] - boxes[:, [2, 0]]
     brightness, contrast = rng.uniform(0.7, 1.3), rng.uniform(0.7, 1.3)
     mean = x.mean()
     x = ((x - mean) * contrast + mean) * brightness
     return x.clamp(0, 1), {"boxes": boxes, "labels": target["labels"]}
 
 
-def pretrain_mini_detector(cfg: MiniDetectorConfig = MiniDetectorConfig(), cache: str | Path | None = None,
-                           progress: bool = True) -> tuple[RetinaNet, dict]:
-    """Train the mini detector on well-lit scenes once, freeze it, and cache it (GenISP study).
-
-    This is the miniature's stand-in for "a RetinaNet pretrained on COCO": trained on clean sRGB
-    scenes of persons, bicycles and cars at the size GenISP's pipeline feeds it, then frozen.
-    Training goes through :func:`reprolib.train.train` (Adam, step schedule, checkpointed and
-    resumable); the batch of step ``k`` is drawn from ``default_rng([seed, 2, k])`` over a pool of
-    ``cfg.pool`` scenes, each flipped and brightness / contrast-jittered.
-
-    Args:
-        cfg: the configuration; its :meth:`~MiniDetectorConfig.key` names the cache file.
-        cache: folder of the cache (default ``data.cache_dir() / "detectors"``).
-
-    Returns:
-        ``(detector, info)``: the frozen detector in eval mode, and ``info`` with ``key``,
-        ``config``, ``well_lit`` (AP / AP50 / AP75 on ``cfg.test_images`` unseen well-lit scenes),
-        ``curves`` (training loss), ``seconds`` (training time), ``steps_per_second`` and ``cached``
-        (True when loaded rather than trained now).
-    """
-    from . import data, train
-
-    cache = Path(cache) if cache else data.cache_dir() / "detectors"
-    path = cache / f"{cfg.key()}.pt"
-    if path.is_file():
-        return load_mini_detector(path)
-    cache.mkdir(parents=True, exist_ok=True)
-
+def _train_mini(cfg: MiniDetectorConfig, checkpoint: Path, progress: bool):
+    """Train the mini detector of ``cfg`` from scratch and freeze it: ``(model, history)``."""
     torch.manual_seed(cfg.seed)
-    model = mini_retinanet(cfg.min_size, cfg.max_size, cfg.widths, cfg.fpn_channels, cfg.anchor_base,
-                           cfg.head_convs)
+    model = mini_retinanet(cfg.min_size, cfg.max_size, cfg.widths, cfg.fpn_channels, cfg.anchor_base, cfg.head_convs)
     pool_images, pool_targets = well_lit_scenes(cfg.seed, 0, cfg.pool, cfg.height, cfg.width)
 
     def batch_fn(step):
@@ -392,18 +305,48 @@ def pretrain_mini_detector(cfg: MiniDetectorConfig = MiniDetectorConfig(), cache
 
     tcfg = train.TrainConfig(steps=cfg.steps, lr=cfg.lr, milestones=cfg.milestones, log_every=25,
                              checkpoint_every=100, grad_clip=10.0)
-    history = train.train(model, batch_fn, loss_fn, tcfg, checkpoint=cache / f"{cfg.key()}.checkpoint",
-                          desc="mini detector (well-lit pretraining)", config_key=cfg.key(), progress=progress)
-    freeze(model)
+    history = train.train(model, batch_fn, loss_fn, tcfg, checkpoint=checkpoint, config_key=cfg.key(),
+                          desc="mini detector (well-lit pretraining)", progress=progress)
+    return freeze(model), history
+
+
+def _well_lit_ap(model: RetinaNet, cfg: MiniDetectorConfig) -> dict:
+    """AP / AP50 / AP75 of a mini detector on ``cfg.test_images`` unseen well-lit scenes."""
     test_images, test_targets = well_lit_scenes(cfg.seed, 1, cfg.test_images, cfg.height, cfg.width)
-    predictions = detect(model, [im.float() / 255.0 for im in test_images])
-    info = {"key": cfg.key(), "config": asdict(cfg), "well_lit": average_precision(predictions, test_targets),
+    return average_precision(detect(model, [im.float() / 255.0 for im in test_images]), test_targets)
+
+
+def pretrain_mini_detector(cfg: MiniDetectorConfig = MiniDetectorConfig(), cache: str | Path | None = None,
+                           progress: bool = True) -> tuple[RetinaNet, dict]:
+    """Train the mini detector on well-lit scenes once, freeze it, and cache it (GenISP study).
+
+    The miniature's stand-in for "a RetinaNet pretrained on COCO", at the size GenISP's pipeline
+    feeds it. Training goes through :func:`reprolib.train.train` (Adam, step schedule, resumable);
+    the batch of step ``k`` is drawn from ``default_rng([seed, 2, k])`` over ``cfg.pool`` scenes,
+    each flipped and brightness / contrast-jittered. ``cache``: default ``data.cache_dir()/detectors``;
+    the file is named by :meth:`MiniDetectorConfig.key`.
+
+    Returns:
+        ``(detector, info)``: the frozen detector in eval mode; ``info`` with ``key``, ``config``,
+        ``well_lit`` (AP / AP50 / AP75 on ``cfg.test_images`` unseen well-lit scenes), ``curves``,
+        ``seconds`` (training time), ``steps_per_second``, ``cached`` (loaded rather than trained).
+    """
+    cache = Path(cache) if cache else data.cache_dir() / "detectors"
+    path = cache / f"{cfg.key()}.pt"
+    if path.is_file():
+        model, info = load_mini_detector(path)
+        if info["config"]["test_images"] != cfg.test_images:  # same weights, another well-lit test
+            info = {**info, "config": asdict(cfg), "well_lit": _well_lit_ap(model, cfg)}
+        return model, info
+    cache.mkdir(parents=True, exist_ok=True)
+    model, history = _train_mini(cfg, checkpoint := cache / f"{cfg.key()}.checkpoint", progress)
+    info = {"key": cfg.key(), "config": asdict(cfg), "well_lit": _well_lit_ap(model, cfg),
             "curves": history.curves, "seconds": history.seconds,
             "steps_per_second": train.steps_per_second(history)}
     tmp = path.with_name(path.name + ".tmp")
     torch.save({"state_dict": model.state_dict(), "info": info}, tmp)
     tmp.replace(path)
-    (cache / f"{cfg.key()}.checkpoint").unlink(missing_ok=True)
+    checkpoint.unlink(missing_ok=True)
     return model.eval(), {**info, "cached": False}
 
 

@@ -1,18 +1,14 @@
-"""Model cost: parameters, multiply-accumulates, CPU latency and peak memory.
+"""Model cost: parameters, multiply-accumulates, CPU latency and peak memory, and the cost table of
+the four studies' networks on one raw frame (Lamba & Mitra's Table 1: their network and the SID
+U-Net on a full 4256×2848 Sony frame, with GenISP and PyNET for scale; the notebook's record,
+table and figure are :mod:`reprolib.efficiency_study`).
 
-Used by the efficiency table of the Lamba & Mitra study (their Table 1: parameters, GMACs and
-run time of their network and of the SID U-Net on a full 4256×2848 Sony frame).
-
-Conventions:
-
-* MACs are counted by :class:`torch.utils.flop_counter.FlopCounterMode`, which counts the
-  matrix-multiply-like operators (convolutions, transposed convolutions, matmuls); one MAC is
-  two FLOPs. Activations, pooling, pixel (un)shuffle, concatenation and weight normalisation are
-  not counted — as in the papers' tables.
-* Latency is wall-clock time of ``model(x)`` under :func:`torch.inference_mode` on the CPU with a
-  fixed number of intra-op threads, on a zero input (the networks' cost does not depend on
-  the values).
-* Peak memory is measured in a fresh child process (see :func:`peak_memory`).
+* MACs: :class:`torch.utils.flop_counter.FlopCounterMode` counts convolutions, transposed
+  convolutions and matmuls; one MAC is two FLOPs. Activations, pooling, pixel (un)shuffle,
+  concatenation and weight normalisation are not counted — as in the papers' tables.
+* Latency: wall-clock time of ``model(zeros)`` under :func:`torch.inference_mode` on the CPU (the
+  cost does not depend on the values); models compared are timed side by side, one call each a round.
+* Peak memory: measured in a fresh child process (:func:`peak_memory`).
 """
 from __future__ import annotations
 
@@ -23,13 +19,21 @@ import resource
 import statistics
 import sys
 import time
-from typing import Callable
+from typing import Callable, Sequence
 
+import pandas as pd
 import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
+from tqdm.auto import tqdm
 
-__all__ = ["count_parameters", "gmacs", "latency", "peak_memory"]
+from . import models
+from .published import published_value
+from .models.lle import LLENet
+
+__all__ = ["count_parameters", "gmacs", "latency", "peak_memory", "FULL_FRAME", "README_FRAME", "EFFICIENCY_MODELS",
+           "input_shape", "build_model", "fast_inference", "cost_table", "side_by_side_latency", "speedup",
+           "variant_latency", "frame_inference", "peak_memory_table"]
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -44,21 +48,13 @@ def count_parameters(model: nn.Module) -> int:
 def gmacs(model: nn.Module, input_shape: tuple[int, ...]) -> float:
     """Giga multiply-accumulates of one forward pass, counted by ``FlopCounterMode``.
 
-    The model is copied to the ``meta`` device, so no memory is allocated and no arithmetic is
-    done: a full 4256×2848 frame is counted in well under a second. If a model cannot run on the
-    meta device, it is run for real on a zero input.
-
-    Args:
-        model: any module taking one tensor.
-        input_shape: shape of that tensor, e.g. ``(1, 1, 2848, 4256)``.
-
-    Returns:
-        MACs / 1e9 (FLOPs / 2e9).
+    ``model`` takes one tensor of ``input_shape`` (e.g. ``(1, 1, 2848, 4256)``). It is copied to the
+    ``meta`` device, so no memory is allocated and no arithmetic is done (a full frame is counted in
+    well under a second); a model that cannot run there is run for real on a zero input.
+    Returns MACs / 1e9 (FLOPs / 2e9).
     """
     try:
-        meta_model = copy.deepcopy(model).to("meta")
-        x = torch.zeros(input_shape, device="meta")
-        return _count_gmacs(meta_model, x)
+        return _count_gmacs(copy.deepcopy(model).to("meta"), torch.zeros(input_shape, device="meta"))
     except (NotImplementedError, RuntimeError):
         return _count_gmacs(model, torch.zeros(input_shape))
 
@@ -70,114 +66,85 @@ def _count_gmacs(model: nn.Module, x: torch.Tensor) -> float:
     return counter.get_total_flops() / 2e9
 
 
-def latency(model: nn.Module, input_shape: tuple[int, ...], repeats: int = 5, warmup: int = 1,
-            threads: int | None = None) -> dict:
-    """CPU wall-clock time of ``model(zeros(input_shape))``.
+def latency(timed: dict, rounds: int = 3, warmup: int = 1, threads: int | None = None,
+            progress: bool = False) -> dict:
+    """CPU wall-clock time of ``model(zeros(shape))`` for several models, measured side by side.
 
-    Args:
-        model: the module, already in the mode to time (normally ``eval()``).
-        input_shape: the input tensor's shape.
-        repeats: timed calls.
-        warmup: untimed calls first (allocator and kernel selection warm-up).
-        threads: intra-op threads for the measurement (restored afterwards); ``None`` keeps the
-            current setting.
-
-    Returns:
-        ``{'median_s', 'min_s', 'times_s', 'threads', 'repeats', 'warmup'}``.
+    After ``warmup`` untimed rounds (allocator, kernel selection), each of ``rounds`` rounds times
+    one call of every model in turn, so a change of the machine's speed affects all models alike and
+    their ratio stays fair (:func:`speedup`). ``timed``: name → ``(model, input shape)``, each model
+    in the mode to time (``eval()``); ``threads``: intra-op threads (restored afterwards; ``None``
+    keeps the current setting). Returns name → ``{"times_s": [per round], "median_s", "min_s", "threads"}``.
     """
-    if repeats < 1 or warmup < 0:
-        raise ValueError("repeats must be ≥ 1 and warmup ≥ 0")
-    previous = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
+    if rounds < 1 or warmup < 0:
+        raise ValueError("rounds must be ≥ 1 and warmup ≥ 0")
+    previous, times = torch.get_num_threads(), {name: [] for name in timed}
+    bar = tqdm(total=(rounds + warmup) * len(timed), desc="latency", disable=not progress, leave=False)
     try:
+        if threads is not None:
+            torch.set_num_threads(threads)
         used = torch.get_num_threads()
-        x = torch.zeros(input_shape)
-        times = []
         with torch.inference_mode():
-            for i in range(warmup + repeats):
-                start = time.perf_counter()
-                model(x)
-                if i >= warmup:
-                    times.append(time.perf_counter() - start)
+            for r in range(warmup + rounds):
+                for name, (model, shape) in timed.items():
+                    x = torch.zeros(shape)
+                    start = time.perf_counter()
+                    model(x)
+                    if r >= warmup:
+                        times[name].append(time.perf_counter() - start)
+                    bar.update(1)
     finally:
         torch.set_num_threads(previous)
-    return {"median_s": statistics.median(times), "min_s": min(times), "times_s": times,
-            "threads": used, "repeats": repeats, "warmup": warmup}
+        bar.close()
+    return {name: {"times_s": t, "median_s": statistics.median(t), "min_s": min(t), "threads": used}
+            for name, t in times.items()}
 
 
-def _proc_status_bytes(field: str) -> int | None:
+def _status_bytes(field: str) -> int | None:
     """A memory field of /proc/self/status (Linux), in bytes; None where unavailable."""
     try:
         with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) * 1024
+            return next((int(line.split()[1]) * 1024 for line in status if line.startswith(field + ":")), None)
     except OSError:
-        pass
-    return None
-
-
-def _reset_peak_rss() -> bool:
-    """Resets the process's peak resident set size to the current one (Linux ≥ 4.0)."""
-    try:
-        with open("/proc/self/clear_refs", "w") as clear_refs:
-            clear_refs.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def _max_rss_bytes() -> int:
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss if sys.platform == "darwin" else rss * 1024  # bytes on macOS, KiB on Linux
+        return None
 
 
 def _measure_in_child(queue, fn, args, kwargs) -> None:
     try:
-        if _reset_peak_rss() and _proc_status_bytes("VmHWM") is not None:
-            before = _proc_status_bytes("VmRSS")
-            fn(*args, **kwargs)
-            queue.put(("ok", _proc_status_bytes("VmHWM") - before))
-        else:  # elsewhere: the peak so far (after the imports) is the baseline
-            before = _max_rss_bytes()
-            fn(*args, **kwargs)
-            queue.put(("ok", _max_rss_bytes() - before))
+        try:  # Linux ≥ 4.0: reset the peak resident set size (VmHWM) to the current one
+            with open("/proc/self/clear_refs", "w") as clear_refs:
+                clear_refs.write("5")
+            peak, before = (lambda: _status_bytes("VmHWM")), _status_bytes("VmRSS")
+        except OSError:  # elsewhere: the peak so far (after the imports) is the baseline; bytes on macOS
+            unit = 1 if sys.platform == "darwin" else 1024
+            peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * unit  # noqa: E731
+            before = peak()
+        fn(*args, **kwargs)
+        queue.put(("ok", peak() - before))
     except BaseException as error:  # report any failure to the parent instead of hanging it
         queue.put(("error", repr(error)))
 
 
 def peak_memory(fn: Callable, *args, **kwargs) -> int:
-    """Peak resident memory that ``fn(*args, **kwargs)`` adds, measured in a fresh process.
+    """Peak resident memory (bytes, ≥ 0) that ``fn(*args, **kwargs)`` adds, measured in a fresh process.
 
-    Method: a ``multiprocessing`` *spawn* child (a new interpreter, so nothing the parent has
-    allocated or cached counts) imports ``fn`` and unpickles the arguments, resets its peak
-    resident set size to the current one (Linux: ``/proc/self/clear_refs``), notes its resident
-    set size (``VmRSS``), calls ``fn`` and reads the peak (``VmHWM``); the difference is returned.
-    So the figure is the extra resident memory the call needed at its peak, beyond the
-    interpreter, the imports and the arguments (model weights built *inside* ``fn`` count).
-    Where ``/proc`` is unavailable, the baseline is the child's peak so far (``ru_maxrss``),
-    which can under-estimate a call that needs less than the imports did.
-
-    Args:
-        fn: a picklable callable (a module-level function or a ``functools.partial`` of one).
-        *args, **kwargs: picklable arguments; they are built in the child before the baseline.
-
-    Returns:
-        Bytes (≥ 0).
-
-    Raises:
-        RuntimeError: if ``fn`` raises in the child or the child dies.
+    A ``multiprocessing`` *spawn* child (a new interpreter: nothing the parent allocated counts)
+    imports ``fn`` (picklable: a module-level function or a ``functools.partial`` of one) and
+    unpickles the arguments, resets its peak resident set size (Linux: ``/proc/self/clear_refs``),
+    notes ``VmRSS``, calls ``fn`` and returns the peak ``VmHWM`` minus that: the extra memory the call
+    needed beyond the interpreter, imports and arguments (weights built *inside* ``fn`` count).
+    Without ``/proc`` the baseline is the peak so far (``ru_maxrss``), an under-estimate for a call
+    that needs less than the imports did. Raises RuntimeError if ``fn`` raises or the child dies.
     """
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
     child = context.Process(target=_measure_in_child, args=(queue, fn, args, kwargs))
     child.start()
     try:
-        while True:
+        status = None
+        while status is None:
             try:
                 status, value = queue.get(timeout=1.0)
-                break
             except queue_module.Empty:
                 if not child.is_alive() and queue.empty():  # e.g. killed for lack of memory
                     raise RuntimeError(f"memory measurement child exited with code {child.exitcode}")
@@ -186,3 +153,148 @@ def peak_memory(fn: Callable, *args, **kwargs) -> int:
     if status != "ok":
         raise RuntimeError(f"{getattr(fn, '__name__', fn)!r} failed in the measurement child: {value}")
     return max(int(value), 0)
+
+
+# ------------------------------------------------------------------------- the efficiency notebook's table
+
+#: the frames of the papers' tables (H × W raw pixels): Table 1 (a full Sony frame) and the README's
+FULL_FRAME, README_FRAME = (2848, 4256), (2048, 4096)
+
+#: the networks: name → (label, short label, :data:`reprolib.models.MODELS` name, arguments, key in
+#: ``published.yaml``). ``efficiency/lle/…`` keys carry the fast path (the same function, faster).
+EFFICIENCY_MODELS = {
+    "sid": ("SID U-Net", "SID U-Net", "sid_unet", {}, "sid"),
+    "lle": ("Lamba & Mitra (weight norm, as trained)", "L&M\n(weight norm)", "lle", {}, "lle_weight_norm"),
+    "lle_fused": ("Lamba & Mitra (fast path: folded, channels-last)", "L&M\n(fast path)", "lle", {}, "lle"),
+    "genisp": ("GenISP", "GenISP", "genisp", {}, "genisp"),
+    "pynet": ("PyNET (width 1.0, level 0)", "PyNET", "pynet", {"level": 0, "width": 1.0}, "pynet"),
+}
+
+
+def _tag(frame: tuple[int, int], sep: str = "×") -> str:
+    return f"{frame[1]}{sep}{frame[0]}"  # W×H, as the papers write frames
+
+
+def _paper(key: str) -> float | None:
+    """The published value of ``key``, or None where ``published.yaml`` has none."""
+    try:
+        return published_value(key)
+    except KeyError:
+        return None
+
+
+def input_shape(name: str, frame: tuple[int, int]) -> tuple[int, ...]:
+    """The input of model ``name`` for a raw frame of ``H × W`` pixels: each network gets the same
+    frame in its own representation — Lamba & Mitra's the mosaic ``1×1×H×W``; the SID U-Net (R,G,B,G)
+    and PyNET the packing ``1×4×H/2×W/2``; GenISP the packing with the greens averaged ``1×3×H/2×W/2``."""
+    h, w = frame
+    return {"sid": (1, 4, h // 2, w // 2), "lle": (1, 1, h, w), "lle_fused": (1, 1, h, w),
+            "genisp": (1, 3, h // 2, w // 2), "pynet": (1, 4, h // 2, w // 2)}[name]
+
+
+def build_model(name: str, device: str = "cpu") -> nn.Module:
+    """A freshly initialised model of :data:`EFFICIENCY_MODELS`, in eval mode.
+
+    Seeded with ``torch.manual_seed(0)`` (cost does not depend on the weights). ``device='meta'``
+    builds it without memory or initialisation cost, enough for counting parameters and operations.
+    """
+    if name not in EFFICIENCY_MODELS:
+        raise ValueError(f"unknown model {name!r}; known: {list(EFFICIENCY_MODELS)}")
+    _, _, family, kwargs, _ = EFFICIENCY_MODELS[name]
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = models.build(family, **kwargs)
+        if name == "lle_fused":
+            model = fast_inference(model)
+    return model.eval()
+
+
+def fast_inference(model: LLENet) -> LLENet:
+    """The inference fast path of a trained network: the same function, computed faster on a CPU.
+
+    Used by the efficiency and RDB notebooks. Outputs change only by float rounding (~1e-6 on a full
+    frame): weight normalisation folded into plain conv weights (:meth:`LLENet.fused`), so ``g · v /
+    ‖v‖`` is not recomputed at every call; channels-last conv weights, which oneDNN runs 10-15 %
+    faster on these thin feature maps (folding alone is within the noise). Returns a new module in
+    eval mode; the input stays ``B×1×H×W`` as for :class:`LLENet`.
+    """
+    return model.fused().eval().to(memory_format=torch.channels_last)
+
+
+def cost_table(names: Sequence[str], frames: Sequence[tuple[int, int]] = (FULL_FRAME, README_FRAME),
+               timed: dict | None = None, reference: str = "lle_fused") -> pd.DataFrame:
+    """Parameters and GMACs of one forward pass (meta device) of models ``names`` at ``H × W`` raw
+    ``frames``, beside the published ones: a DataFrame indexed by model label with ``parameters``,
+    ``M (ours)``, ``M (paper)``, per frame ``input <W×H>`` (C×H×W) and ``GMACs <W×H>``, and at the
+    paper's and the README's frames ``published <W×H>`` and ``Δ <W×H> (%)`` (None: not published).
+    ``timed`` (a :func:`side_by_side_latency` result at ``frames[0]``) adds ``median s``, ``GMAC/s``
+    and ``time / <reference>``. The weight-normalised network counts ``g`` and ``v`` (784,768, as
+    the authors do); its fast path one plain weight per conv (fewer scalars, the same MACs).
+    """
+    published = {FULL_FRAME: "gmacs_sony", README_FRAME: "gmacs_2048x4096"}
+    rows = []
+    for name in names:
+        key = "lle" if name.startswith("lle") else name  # the paper has one Lamba & Mitra network
+        model = build_model(name, "meta")
+        n = count_parameters(model)
+        row = {"model": EFFICIENCY_MODELS[name][0], "parameters": n, "M (ours)": n / 1e6,
+               "M (paper)": None if name == "lle_fused" else _paper(f"efficiency/{key}/params_m")}
+        for frame in frames:
+            tag, shape = _tag(frame), input_shape(name, frame)
+            row[f"input {tag}"] = "×".join(map(str, shape[1:]))
+            row[f"GMACs {tag}"] = value = gmacs(model, shape)
+            if frame in published:
+                paper = _paper(f"efficiency/{key}/{published[frame]}")
+                row[f"published {tag}"] = paper
+                row[f"Δ {tag} (%)"] = 100 * (value - paper) / paper if paper else None
+        if timed:
+            row["median s"] = seconds = timed[name]["median_s"]
+            row["GMAC/s"] = row[f"GMACs {_tag(frames[0])}"] / seconds
+            row[f"time / {EFFICIENCY_MODELS[reference][1].replace(chr(10), ' ')}"] = \
+                seconds / timed[reference]["median_s"]
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("model")
+
+
+def side_by_side_latency(names: Sequence[str], frame: tuple[int, int], rounds: int = 3, warmup: int = 1,
+                         threads: int | None = None, progress: bool = True) -> dict:
+    """:func:`latency` of models of :data:`EFFICIENCY_MODELS` at one ``H × W`` raw frame, side by side:
+    name → ``{"times_s": [...], "median_s", "min_s", "threads"}``."""
+    return latency({n: (build_model(n), input_shape(n, frame)) for n in names}, rounds, warmup, threads, progress)
+
+
+def speedup(timed: dict, name: str, reference: str = "sid") -> dict:
+    """The speed ratio ``reference / name`` of a :func:`latency` result.
+
+    Returns ``{"per_round": [t_ref / t_name], "median": their median, "of_minima": min t_ref / min
+    t_name}``: each round timed both back to back, so the median of the per-round ratios resists a
+    change of load between rounds; the ratio of the minima is the least disturbed estimate.
+    """
+    ref, own = timed[reference]["times_s"], timed[name]["times_s"]
+    per_round = [a / b for a, b in zip(ref, own)]
+    return {"per_round": per_round, "median": statistics.median(per_round), "of_minima": min(ref) / min(own)}
+
+
+def variant_latency(nets: dict, frame: tuple[int, int], rounds: int = 3, warmup: int = 1,
+                    threads: int | None = None, progress: bool = True) -> dict:
+    """Side-by-side CPU latency of trained networks (their :func:`fast_inference` copies) at one
+    ``H × W`` frame (RDB notebook). ``nets``: label → :class:`LLENet`. Returns label → median seconds."""
+    timed = {label: (fast_inference(m.cpu()), (1, 1, *frame)) for label, m in nets.items()}
+    return {label: r["median_s"] for label, r in latency(timed, rounds, warmup, threads, progress).items()}
+
+
+def frame_inference(name: str, frame: tuple[int, int], threads: int | None = None) -> None:
+    """Build model ``name`` and run one inference on a zero ``H × W`` frame input (a module-level
+    function, so that :func:`peak_memory` can run it in a fresh process)."""
+    if threads:
+        torch.set_num_threads(threads)
+    model = build_model(name)
+    with torch.inference_mode():
+        model(torch.zeros(input_shape(name, frame)))
+
+
+def peak_memory_table(names: Sequence[str], frame: tuple[int, int], threads: int | None = None) -> dict:
+    """Extra peak resident memory (GB) of one inference at ``frame`` per model, each in a fresh
+    process (:func:`peak_memory`): the weights and every intermediate tensor the CPU forward pass
+    holds at its peak. CPU memory; the paper's Table 1 does not say which memory it reports."""
+    return {name: peak_memory(frame_inference, name, tuple(frame), threads) / 1e9 for name in names}

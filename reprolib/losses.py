@@ -1,4 +1,4 @@
-"""Training losses (Lamba & Mitra's loss ablation, SID's L1, PyNET's level-0 loss).
+"""Training losses: SID's L1, Lamba & Mitra's loss ablation, PyNET's level-wise losses.
 
 All take ``pred`` and ``target`` as ``B×3×H×W`` in ``[0, 1]`` and return a scalar.
 
@@ -9,13 +9,18 @@ trained with it); a public reproduction quotes the paper as ``0.8·L1 + 0.2·(1 
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from torchmetrics.functional.image import (multiscale_structural_similarity_index_measure,
                                            structural_similarity_index_measure)
+from torchvision.models.vgg import cfgs, make_layers
+
+from .metrics import ms_ssim_official
 
 __all__ = ["l1", "ssim_loss", "ms_ssim_loss", "l1_ms_ssim", "LOSSES", "get_loss",
-           "OFFICIAL_LLE_WEIGHTS", "PAPER_QUOTED_LLE_WEIGHTS"]
+           "OFFICIAL_LLE_WEIGHTS", "PAPER_QUOTED_LLE_WEIGHTS", "CONTENT_LOSSES", "content_network", "pynet_loss"]
 
 OFFICIAL_LLE_WEIGHTS = (1.0, 0.2)      # as coded in the official training script
 PAPER_QUOTED_LLE_WEIGHTS = (0.8, 0.2)  # as a public reproduction quotes the paper
@@ -45,13 +50,8 @@ def l1_ms_ssim(pred: torch.Tensor, target: torch.Tensor, weights=OFFICIAL_LLE_WE
     return weights[0] * l1(pred, target) + weights[1] * ms_ssim_loss(pred, target)
 
 
-LOSSES = {
-    "l1": l1,
-    "ssim": ssim_loss,
-    "ms_ssim": ms_ssim_loss,
-    "l1_ms_ssim": l1_ms_ssim,
-    "l1_ms_ssim_paper": lambda p, t: l1_ms_ssim(p, t, PAPER_QUOTED_LLE_WEIGHTS),
-}
+LOSSES = {"l1": l1, "ssim": ssim_loss, "ms_ssim": ms_ssim_loss, "l1_ms_ssim": l1_ms_ssim,
+          "l1_ms_ssim_paper": lambda p, t: l1_ms_ssim(p, t, PAPER_QUOTED_LLE_WEIGHTS)}
 
 
 def get_loss(name: str):
@@ -60,3 +60,85 @@ def get_loss(name: str):
         return LOSSES[name]
     except KeyError:
         raise ValueError(f"unknown loss {name!r}; known: {sorted(LOSSES)}") from None
+
+
+#: PyNET's content term: VGG-19 with ImageNet weights (the paper's), with random weights, or none
+CONTENT_LOSSES = ("vgg19-imagenet", "vgg19-random", "none")
+#: VGG-19's ``relu5_4`` sits behind four 2×2 poolings: images below this side give no feature map
+CONTENT_MIN_SIDE = 16
+
+
+class _VGGContent(torch.nn.Module):
+    """VGG-19 features up to ``relu5_4`` of ImageNet-normalised ``[0, 1]`` images (frozen)."""
+
+    def __init__(self, features: torch.nn.Sequential, kind: str):
+        super().__init__()
+        self.features, self.kind = features, kind
+        self.register_buffer("mean", torch.tensor((0.485, 0.456, 0.406)).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor((0.229, 0.224, 0.225)).view(1, 3, 1, 1))
+        self.requires_grad_(False)
+        self.eval()
+
+    def train(self, mode: bool = True):  # always frozen, whatever the caller's mode
+        return super().train(False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features((x - self.mean) / self.std)
+
+
+def content_network(kind: str, weights: str | Path | None = None, seed: int = 0) -> torch.nn.Module | None:
+    """The network of PyNET's content loss: VGG-19 up to ``relu5_4`` (torchvision's
+    ``vgg19().features[:36]``, the official ``CONTENT_LAYER = 'relu_16'``), frozen.
+
+    Args:
+        kind: one of :data:`CONTENT_LOSSES`. ``'vgg19-imagenet'``: weights from ``weights``
+            (torchvision's ``vgg19-dcbb9e9d.pth``, read from disk). ``'vgg19-random'``:
+            torchvision's initialisation (Kaiming normal, fan-out) drawn from ``seed``.
+
+    Returns:
+        A module mapping B×3×H×W in ``[0, 1]`` to B×512×H/16×W/16 features; None for ``'none'``.
+    """
+    if kind not in CONTENT_LOSSES:
+        raise ValueError(f"content loss must be one of {CONTENT_LOSSES}, got {kind!r}")
+    if kind == "none":
+        return None
+    features = make_layers(cfgs["E"])[:36]
+    for m in features:
+        if isinstance(m, torch.nn.ReLU):
+            m.inplace = False
+    if kind == "vgg19-imagenet":
+        if not weights:
+            raise ValueError("content loss 'vgg19-imagenet' needs the weights file "
+                             "(python -m reprolib data prepare vgg19-imagenet)")
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+        features.load_state_dict({k: state[f"features.{k}"] for k in features.state_dict()})
+    else:
+        g = torch.Generator().manual_seed(seed)
+        for m in features:
+            if isinstance(m, torch.nn.Conv2d):
+                torch.nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu", generator=g)
+                torch.nn.init.zeros_(m.bias)
+    return _VGGContent(features, kind)
+
+
+def pynet_loss(level: int, pred: torch.Tensor, target: torch.Tensor,
+               content: torch.nn.Module | None = None) -> torch.Tensor:
+    """PyNET's training loss at ``level`` (official ``train_model.py``), of ``float32``
+    B×3×H×W in ``[0, 1]``: ``MSE`` (levels 5, 4); ``10·MSE + content`` (3, 2, 1);
+    ``MSE + content + 0.4·(1 − MS-SSIM)`` (0; :func:`~reprolib.metrics.ms_ssim_official` over
+    the batch, scale terms clamped at 0). ``content``: ``MSE(vgg(pred), vgg(target))`` with
+    :func:`content_network`; left out when None or when the images are smaller than
+    :data:`CONTENT_MIN_SIDE` (``relu5_4`` would be empty).
+    """
+    mse = F.mse_loss(pred, target)
+    if level >= 4:
+        return mse
+    term = 0.0
+    if content is not None and min(pred.shape[-2:]) >= CONTENT_MIN_SIDE:
+        with torch.no_grad():
+            target_features = content(target)
+        term = F.mse_loss(content(pred), target_features)
+    if level >= 1:
+        return 10 * mse + term
+    ms = ms_ssim_official(pred, target, normalize="relu", reduction="batch")
+    return mse + term + 0.4 * (1 - ms)

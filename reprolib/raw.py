@@ -15,15 +15,18 @@ Conventions used throughout:
 """
 from __future__ import annotations
 
-import math
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import rawpy
+import tifffile
+import torch
 
 __all__ = [
     "RawFrame", "RawReadError", "read", "pack", "unpack", "pack_rgb", "cfa_positions",
-    "retinanet_resize_shape", "scale_boxes", "conventional_pipeline", "CFA_PATTERNS",
+    "retinanet_resize_shape", "resize_keep_aspect", "scale_boxes", "conventional_pipeline", "CFA_PATTERNS",
 ]
 
 #: the four Bayer phases, named by their 2×2 pattern read row by row
@@ -32,9 +35,7 @@ CFA_PATTERNS = ("RGGB", "GRBG", "GBRG", "BGGR")
 
 class RawReadError(ValueError):
     """A raw file that cannot be used: missing, unreadable, truncated, or not a Bayer sensor.
-
-    The message always names the file and the reason.
-    """
+    The message always names the file and the reason."""
 
 
 @dataclass
@@ -45,15 +46,11 @@ class RawFrame:
         path: the file it was read from.
         mosaic: ``float32`` ``H×W`` in ``[0, 1]`` (black-subtracted, white-normalised, clipped).
         cfa: 2×2 pattern of the visible area, one of :data:`CFA_PATTERNS`.
-        white_balance: ``(3,)`` camera as-shot multipliers ``(R, G, B)`` with ``G = 1``;
-            ``None`` when the file carries none.
-        camera_to_xyz: ``3×3`` matrix mapping camera RGB to CIE XYZ — the **inverse** of rawpy's
-            ``rgb_xyz_matrix[:3]`` (which maps XYZ to camera); ``None`` when the file carries no
-            colour matrix.
-        black_level: ``(2, 2)`` black level per CFA position, in raw digital numbers.
-        white_level: saturation level in raw digital numbers.
-        make, model: camera identification as LibRaw reports it.
-        iso, exposure_time: from the metadata when present (``0`` otherwise), exposure in seconds.
+        white_balance: ``(3,)`` camera as-shot multipliers ``(R, G, B)`` with ``G = 1``, or ``None``.
+        camera_to_xyz: ``3×3`` camera RGB → CIE XYZ: the **inverse** of rawpy's ``rgb_xyz_matrix[:3]``
+            (which maps XYZ to camera, kept as ``xyz_to_camera``); ``None`` without a colour matrix.
+        black_level: ``(2, 2)`` black level per CFA position; white_level: saturation level (DN).
+        make, model: camera identification (TIFF tags); iso, exposure_time (s): ``0`` when absent.
     """
 
     path: Path
@@ -71,14 +68,13 @@ class RawFrame:
 
     @property
     def shape(self) -> tuple[int, int]:
+        """``(H, W)`` of the mosaic."""
         return self.mosaic.shape
 
 
 def _open(path: Path, meta: dict | None = None):
     """Open a raw file with rawpy, turning every failure into a :class:`RawReadError`.
     ``meta``, when given, receives the TIFF-level Make/Model/ISO."""
-    import rawpy
-
     path = Path(path)
     if not path.exists():
         raise RawReadError(f"{path}: no such file")
@@ -107,10 +103,6 @@ def _check_tiff_extent(path: Path) -> dict:
     every image strip or tile the file's IFDs point to lies inside the file.
 
     Returns the Make, Model and ISO tags of the first IFD (rawpy does not expose them)."""
-    import logging
-
-    import tifffile
-
     size = path.stat().st_size
     log = logging.getLogger("tifffile")
     level, log.level = log.level, logging.CRITICAL  # its warnings about foreign tags are noise here
@@ -142,10 +134,9 @@ def _check_tiff_extent(path: Path) -> dict:
     return meta
 
 
-def _bayer_pattern(raw, path: Path) -> str:
-    """The 2×2 CFA pattern of the *visible* area as a string, or a RawReadError."""
-    import rawpy
-
+def _bayer_pattern(raw, path: Path) -> tuple[str, np.ndarray]:
+    """The 2×2 CFA pattern of the *visible* area as a string and as LibRaw's ``(2, 2)`` colour
+    indices, or a RawReadError."""
     if raw.raw_type != rawpy.RawType.Flat or raw.raw_pattern is None:
         raise RawReadError(f"{path}: not a Bayer-mosaic raw (LibRaw raw type {raw.raw_type.name}, "
                            "e.g. a scanner, a linear DNG or a multi-shot file)")
@@ -163,15 +154,12 @@ def _bayer_pattern(raw, path: Path) -> str:
     cfa = "".join(desc[c] for c in pattern.ravel())
     if cfa not in CFA_PATTERNS:
         raise RawReadError(f"{path}: CFA pattern {cfa!r} is not one of the four Bayer phases")
-    return cfa
+    return cfa, pattern
 
 
 def read(path: str | Path) -> RawFrame:
-    """Read a Bayer raw file into a :class:`RawFrame`.
-
-    Used by every study (SID, Lamba & Mitra, GenISP, PyNET's synthetic source).
-
-    Levels come from the file (``black_level_per_channel``, ``white_level``), never constants.
+    """Read a Bayer raw file into a :class:`RawFrame`; used by every study. Levels come from the
+    file (``black_level_per_channel``, ``white_level``), never constants.
 
     Raises:
         RawReadError: missing, empty, truncated or corrupt file; not a Bayer sensor; X-Trans.
@@ -181,12 +169,10 @@ def read(path: str | Path) -> RawFrame:
         >>> frame.mosaic.shape, frame.cfa, frame.mosaic.max() <= 1    # doctest: +SKIP
         ((2848, 4256), 'RGGB', True)
     """
-    import rawpy
-
     path = Path(path)
     meta: dict = {}
     with _open(path, meta) as raw:
-        cfa = _bayer_pattern(raw, path)
+        cfa, pattern = _bayer_pattern(raw, path)
         try:
             bayer = raw.raw_image_visible  # uint16 view, decoded here
         except rawpy.LibRawError as e:
@@ -194,9 +180,6 @@ def read(path: str | Path) -> RawFrame:
                                f"truncated or corrupt ({type(e).__name__}: {e})") from None
         if bayer.ndim != 2 or min(bayer.shape) < 2:
             raise RawReadError(f"{path}: raw data has shape {bayer.shape}, not a 2-D mosaic")
-        desc = raw.color_desc.decode("ascii")
-        pattern = np.roll(np.asarray(raw.raw_pattern),
-                          shift=(-(raw.sizes.top_margin % 2), -(raw.sizes.left_margin % 2)), axis=(0, 1))
         black_per_colour = np.asarray(raw.black_level_per_channel, dtype=np.float64)
         black = black_per_colour[pattern]  # (2, 2) per CFA position
         white = int(raw.white_level)
@@ -205,46 +188,26 @@ def read(path: str | Path) -> RawFrame:
         mosaic = normalise(bayer, black, white)
 
         wb = np.asarray(raw.camera_whitebalance, dtype=np.float64)
-        if wb[:3].min() > 0:
-            green = wb[1]
-            white_balance = (wb[:3] / green).astype(np.float32)
-        else:
-            white_balance = None
+        white_balance = (wb[:3] / wb[1]).astype(np.float32) if wb[:3].min() > 0 else None
         m = np.asarray(raw.rgb_xyz_matrix, dtype=np.float64)[:3]
-        if np.abs(m).sum() == 0:
-            xyz_to_camera = camera_to_xyz = None
-        else:
-            xyz_to_camera = m
-            camera_to_xyz = np.linalg.inv(m)
-        other = raw.other
-        iso = float(other.iso_speed or 0.0)
-        shutter = float(other.shutter_speed or 0.0)
-    iso = iso or float(_first(meta.get("iso", 0)) or 0.0)
-    make, model = str(meta.get("make", "")).strip(), str(meta.get("model", "")).strip()
-    del desc
+        xyz_to_camera = None if np.abs(m).sum() == 0 else m
+        camera_to_xyz = None if xyz_to_camera is None else np.linalg.inv(m)
+        iso = float(raw.other.iso_speed or 0.0)
+        shutter = float(raw.other.shutter_speed or 0.0)
+    tag_iso = meta.get("iso", 0)
+    if isinstance(tag_iso, (tuple, list)) and tag_iso:
+        tag_iso = tag_iso[0]
     return RawFrame(
         path=path, mosaic=mosaic, cfa=cfa, white_balance=white_balance,
         camera_to_xyz=camera_to_xyz, xyz_to_camera=xyz_to_camera,
-        black_level=black.astype(np.float32), white_level=white,
-        make=make, model=model, iso=iso, exposure_time=shutter,
+        black_level=black.astype(np.float32), white_level=white, make=str(meta.get("make", "")).strip(),
+        model=str(meta.get("model", "")).strip(), iso=iso or float(tag_iso or 0.0), exposure_time=shutter,
     )
 
 
-def _first(v):
-    return v[0] if isinstance(v, (tuple, list)) and v else v
-
-
 def normalise(bayer: np.ndarray, black: np.ndarray, white: float) -> np.ndarray:
-    """Black-subtract per CFA position, divide by ``white − black``, clip to ``[0, 1]``.
-
-    Args:
-        bayer: ``H×W`` integer mosaic in raw digital numbers.
-        black: ``(2, 2)`` black level per CFA position (a scalar is broadcast).
-        white: saturation level.
-
-    Returns:
-        ``float32`` ``H×W`` in ``[0, 1]``.
-    """
+    """Black-subtract per CFA position, divide by ``white − black``, clip to ``[0, 1]``: ``bayer``
+    (``H×W`` integers, DN), ``black`` (``(2, 2)`` per CFA position, or a scalar) → ``float32`` ``H×W``."""
     black = np.broadcast_to(np.asarray(black, dtype=np.float32), (2, 2))
     out = np.empty(bayer.shape, dtype=np.float32)
     for dy in range(2):
@@ -308,8 +271,6 @@ def pack(mosaic, cfa: str, order: str = "RGGB"):
     planes = [mosaic[..., dy::2, dx::2] for dy, dx in cfa_positions(cfa, order)]
     if isinstance(mosaic, np.ndarray):
         return np.stack(planes, axis=-3)
-    import torch
-
     return torch.stack(planes, dim=-3)
 
 
@@ -322,8 +283,6 @@ def unpack(packed, cfa: str, order: str = "RGGB"):
     if isinstance(packed, np.ndarray):
         out = np.empty(shape, dtype=packed.dtype)
     else:
-        import torch
-
         out = torch.empty(shape, dtype=packed.dtype, device=packed.device)
     for i, (dy, dx) in enumerate(cfa_positions(cfa, order)):
         out[..., dy::2, dx::2] = packed[..., i, :, :]
@@ -337,8 +296,6 @@ def pack_rgb(mosaic, cfa: str):
     g = (g1 + g2) * 0.5
     if isinstance(p, np.ndarray):
         return np.stack([r, g, b], axis=-3)
-    import torch
-
     return torch.stack([r, g, b], dim=-3)
 
 
@@ -355,16 +312,22 @@ def retinanet_resize_shape(h: int, w: int, min_side: int = 800, max_side: int = 
     """
     if h <= 0 or w <= 0:
         raise ValueError(f"image size must be positive, got {h}×{w}")
-    scale = retinanet_resize_scale(h, w, min_side, max_side)
-    return int(round(h * scale)), int(round(w * scale))
-
-
-def retinanet_resize_scale(h: int, w: int, min_side: int = 800, max_side: int = 1333) -> float:
-    """The scale factor of :func:`retinanet_resize_shape`."""
     scale = min_side / min(h, w)
     if max(h, w) * scale > max_side:
         scale = max_side / max(h, w)
-    return scale
+    return int(round(h * scale)), int(round(w * scale))
+
+
+def resize_keep_aspect(image: torch.Tensor, min_side: int, max_side: int) -> torch.Tensor:
+    """Resize a (…)×C×H×W image to :func:`retinanet_resize_shape` (GenISP): bilinear, no
+    anti-aliasing (like keras-retinanet's ``cv2.resize``); the input itself when the size is kept."""
+    h, w = image.shape[-2:]
+    out = retinanet_resize_shape(h, w, min_side, max_side)
+    if out == (h, w):
+        return image
+    x = torch.nn.functional.interpolate(image.reshape(-1, *image.shape[-3:]), size=out, mode="bilinear",
+                                        align_corners=False, antialias=False)
+    return x.reshape(*image.shape[:-2], *out)
 
 
 def scale_boxes(boxes, from_hw: tuple[int, int], to_hw: tuple[int, int]):
@@ -375,8 +338,6 @@ def scale_boxes(boxes, from_hw: tuple[int, int], to_hw: tuple[int, int]):
     if isinstance(boxes, np.ndarray):
         s = np.array([sx, sy, sx, sy], dtype=np.float64)
         return boxes.astype(np.float64) * s
-    import torch
-
     s = torch.tensor([sx, sy, sx, sy], dtype=boxes.dtype if boxes.is_floating_point() else torch.float32,
                      device=boxes.device)
     return boxes.to(s.dtype) * s
@@ -392,7 +353,7 @@ def conventional_pipeline(path: str | Path, amplification: float = 1.0, half_siz
     """
     path = Path(path)
     with _open(path) as raw:
-        _bayer_pattern(raw, path)
+        _bayer_pattern(raw, path)  # the same clear error as read() for a non-Bayer file
         if amplification != 1.0:
             img = raw.raw_image_visible  # writable view into LibRaw's buffer
             black = np.asarray(raw.black_level_per_channel, dtype=np.float32)
@@ -404,8 +365,3 @@ def conventional_pipeline(path: str | Path, amplification: float = 1.0, half_siz
         rgb = raw.postprocess(use_camera_wb=True, half_size=half_size, no_auto_bright=True,
                               output_bps=output_bps)
     return (rgb.astype(np.float32) / float(2 ** output_bps - 1))
-
-
-def ceil_to_multiple(x: int, m: int) -> int:
-    """Smallest multiple of ``m`` that is ``>= x``."""
-    return int(math.ceil(x / m) * m)

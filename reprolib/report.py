@@ -1,62 +1,96 @@
-"""Published numbers, tables and figures for the book.
+"""The book's tables and figures: the claims and their verdicts, the headline numbers, the
+scoreboard, the runs.
 
-Published numbers live in ``reprolib/published.yaml`` (one cited data file); our numbers come
-from run records (:mod:`reprolib.study`). The two are joined by ``key``.
+Published numbers live in ``reprolib/published.yaml`` (one cited data file, read by
+:mod:`reprolib.published`); our numbers come from run records (:mod:`reprolib.study`). The two are
+joined by ``key``.
 """
 from __future__ import annotations
 
-from functools import lru_cache
+import re
 from pathlib import Path
+from typing import Sequence
 
-import yaml
+import matplotlib.pyplot as plt
+import pandas as pd
 
-__all__ = ["published", "published_value"]
+from .published import PUBLISHED_FILE, published, published_table, published_value  # noqa: F401 (the notebooks' entry)
 
-PUBLISHED_FILE = Path(__file__).with_name("published.yaml")
+__all__ = ["published", "published_value", "published_table", "CLAIMS", "VERDICTS", "claim", "claims_table",
+           "latest_records", "scoreboard", "style_scoreboard", "headline", "comparable", "comparable_figure",
+           "runs_table", "readme_summary", "update_readme"]
+
+# --------------------------------------------------------------------------- claims
+
+#: each paper's claim that a study tests: id → (study, the claim in one line). The verdicts come
+#: from the run records (:func:`claim`, written by the study notebooks), never from this file.
+CLAIMS = {
+    "sid/beats-traditional": ("sid", "SID's U-Net beats the traditional pipeline on dark raw images"),
+    "sid/batchnorm-hurts": ("sid_batchnorm", "BatchNorm hurts SID's U-Net"),
+    "lle/rdb-star-beats-rdb": ("lle_rdb", "RDB* beats the canonical RDB"),
+    "lle/l1-ms-ssim-best": ("lle_loss", "L1 + MS-SSIM is the best training loss"),
+    "lle/faster-than-sid": ("efficiency", "Lamba & Mitra's network is about 8× faster than SID's on a CPU"),
+    "genisp/beats-conventional": ("genisp", "GenISP beats a conventional ISP on an unseen camera"),
+    "pynet/beats-naive": ("pynet", "PyNET beats the naive rendering of the raw input"),
+}
+
+#: the verdict words, in the order the front page explains them
+VERDICTS = ("holds", "does not hold", "within noise", "not testable here")
 
 
-@lru_cache(maxsize=1)
-def _published_rows() -> tuple:
-    data = yaml.safe_load(PUBLISHED_FILE.read_text())
-    return tuple(data["results"])
+def claim(claim_id: str, difference: float | None, measure: str, seeds: int = 1,
+          spread: float | None = None, threshold: float = 0.0) -> dict:
+    """The verdict on one claim: a run record's ``claims`` row, whose ``verdict`` a chapter glues.
 
+    Args:
+        claim_id: a key of :data:`CLAIMS`.
+        difference: the measured quantity in the claim's direction (e.g. PSNR without BatchNorm −
+            PSNR with it, dB; or a speed-up ratio), or ``None`` when this run could not test it.
+        measure: what ``difference`` is, in words with units (shown on the front page).
+        seeds: how many seeds the difference is averaged over.
+        spread: with several seeds, the spread of the difference over them (e.g. its standard
+            deviation); ignored with one seed.
+        threshold: the value the claim needs ``difference`` to exceed (0: any improvement; 8 for
+            "8× faster" when ``difference`` is a speed-up ratio).
 
-def published(key: str | None = None, study: str | None = None, kind: str | None = None) -> list[dict]:
-    """Rows of ``published.yaml`` (each: key, study, metric, model, dataset, value or None, kind,
-    source), filtered by ``key`` prefix, ``study`` and/or ``kind`` (``paper`` / ``reproduction``)."""
-    rows = [dict(r) for r in _published_rows()]
-    if key is not None:
-        rows = [r for r in rows if r["key"] == key or r["key"].startswith(key.rstrip("/") + "/")]
-    if study is not None:
-        rows = [r for r in rows if r["study"] == study]
-    if kind is not None:
-        rows = [r for r in rows if r["kind"] == kind]
-    return rows
+    Returns:
+        ``{"claim", "verdict", "measure", "value", "seeds"}`` with verdict ``"holds"``
+        (``difference > threshold``), ``"does not hold"``, ``"within noise"`` (several seeds and
+        ``|difference − threshold| ≤ spread``) or ``"not testable here"`` (``difference`` None).
+        With one seed the verdict cannot tell a small difference from noise: ``seeds`` says so.
 
-
-def published_value(key: str, kind: str = "paper") -> float | None:
-    """The single published value for ``key`` of ``kind`` (None when not available)."""
-    rows = [r for r in published(kind=kind) if r["key"] == key]
-    if not rows:
-        raise KeyError(f"no published {kind} value with key {key!r} in {PUBLISHED_FILE.name}")
-    return rows[0]["value"]
+    >>> claim("sid/batchnorm-hurts", 1.31, "PSNR gap (dB)")["verdict"]
+    'holds'
+    >>> claim("sid/batchnorm-hurts", 0.1, "PSNR gap (dB)", seeds=3, spread=0.2)["verdict"]
+    'within noise'
+    """
+    if claim_id not in CLAIMS:
+        raise KeyError(f"unknown claim {claim_id!r}; known: {', '.join(CLAIMS)}")
+    if difference is None:
+        verdict = "not testable here"
+    elif seeds > 1 and spread is not None and abs(difference - threshold) <= spread:
+        verdict = "within noise"
+    else:
+        verdict = "holds" if difference > threshold else "does not hold"
+    return {"claim": claim_id, "verdict": verdict, "measure": measure,
+            "value": None if difference is None else round(float(difference), 4), "seeds": int(seeds)}
 
 
 # --------------------------------------------------------------------------- scoreboard
 
-STUDY_TITLES = {
-    "sid": "SID (Chen et al. 2018)",
-    "sid_batchnorm": "SID BatchNorm ablation",
-    "lle_rdb": "Lamba & Mitra: RDB / RDB*",
-    "lle_loss": "Lamba & Mitra: loss ablation",
-    "efficiency": "Efficiency (Lamba & Mitra Table 1)",
-    "genisp": "GenISP (Morawski et al. 2022)",
-    "pynet": "PyNET (Ignatov et al. 2020)",
-}
+#: each study's title in the book's tables, in the book's order
+STUDY_TITLES = {"sid": "SID (Chen et al. 2018)", "sid_batchnorm": "SID BatchNorm ablation",
+                "lle_rdb": "Lamba & Mitra: RDB / RDB*", "lle_loss": "Lamba & Mitra: loss ablation",
+                "efficiency": "Efficiency (Lamba & Mitra Table 1)", "genisp": "GenISP (Morawski et al. 2022)",
+                "pynet": "PyNET (Ignatov et al. 2020)"}
+
+#: the profiles the book reports (``smoke`` runs are tests, never shown)
+SCALES = ("mini", "full")
 
 
 def latest_records(records: list[dict]) -> list[dict]:
-    """The newest record per (study, profile, notebook) — what the book shows as current."""
+    """The newest record per (study, profile, notebook) — what the book shows as current (the
+    front page, the claims table and the scoreboard all use this selection)."""
     best: dict = {}
     for r in records:
         k = (r.get("study"), r.get("profile"), r.get("notebook"))
@@ -66,118 +100,77 @@ def latest_records(records: list[dict]) -> list[dict]:
 
 
 def _fmt(v) -> str:
-    if v is None:
-        return "not available"
     if isinstance(v, float):
         return f"{v:.4g}" if abs(v) < 1000 else f"{v:,.0f}"
-    return str(v)
+    return "not available" if v is None else str(v)
 
 
-def scoreboard(records: list[dict]):
-    """One table of every reproduced number: study, metric, model, the paper's value (or "not
-    available"), the public reproductions' values, ours at mini and full scale, the delta to the
-    paper, and whether our record is stale.
+def claims_table(records: list[dict]) -> pd.DataFrame:
+    """The front page's claims table: one row per claim of :data:`CLAIMS`, in that order, with the
+    verdicts the study notebooks stored in their records (``record["claims"]``, rows of :func:`claim`;
+    the :func:`latest_records` selection). Columns: ``claim``; ``verdict (mini)``, ``verdict (full)``
+    (``"holds (1 seed)"``, ``"within noise (3 seeds, stale)"``, ``"not testable here"``, or ``"not
+    run"`` when no record at that scale has the claim); ``measured`` (``"<measure>: <value>
+    (<scale>)"``); ``evidence`` (the chapter's document name, ``notebooks/<study>``)."""
+    found = {(c.get("claim"), rec.get("profile")): (rec, c)  # the newest record wins
+             for rec in sorted(latest_records(records), key=lambda r: r.get("started_at", ""))
+             for c in rec.get("claims") or []}
+    rows = []
+    for claim_id, (study_name, text) in CLAIMS.items():
+        row, measured = {"claim": text}, []
+        for scale in SCALES:
+            rec, c = found.get((claim_id, scale), (None, None))
+            if c is None:
+                row[f"verdict ({scale})"] = "not run"
+                continue
+            n = int(c.get("seeds") or 1)
+            notes = [] if c["verdict"] == "not testable here" else [f"{n} seed{'s' if n != 1 else ''}"]
+            notes += ["stale"] if rec.get("stale") else []
+            row[f"verdict ({scale})"] = c["verdict"] + (f" ({', '.join(notes)})" if notes else "")
+            if c.get("value") is not None:
+                measured.append(f"{c.get('measure', '')}: {_fmt(c['value'])} ({scale})")
+        rows.append({**row, "measured": "; ".join(measured), "evidence": f"notebooks/{study_name}"})
+    return pd.DataFrame(rows, columns=["claim", *[f"verdict ({s})" for s in SCALES], "measured", "evidence"])
 
-    Built from run records (``metrics`` rows with a ``key``) and ``published.yaml``; a record row
-    whose key has no published counterpart is listed too (paper column "not available").
-    Returns a pandas DataFrame (numbers as floats; None where absent).
-    """
-    import pandas as pd
 
+def scoreboard(records: list[dict]) -> pd.DataFrame:
+    """Every reproduced number (``metrics`` rows with a ``key`` of the :func:`latest_records`) next
+    to ``published.yaml``: study, metric, model, paper (None: not available), public reproductions,
+    ours (mini), ours (full), the delta to the paper (``full`` rows only: a mini number is a
+    miniature on synthetic data, not comparable), scale, stale, key. Numbers are floats or None."""
     rows: dict = {}
     for rec in latest_records(records):
-        scale = "full" if rec.get("profile") == "full" else "mini" if rec.get("profile") == "mini" else None
-        if scale is None:
+        scale = rec.get("profile")
+        if scale not in SCALES:
             continue
         for m in rec.get("metrics", []):
             key = m.get("key")
             if not key or m.get("value") is None or m.get("scoreboard") is False:
                 continue
-            row_key = (rec["study"], key, m.get("model", ""))
-            row = rows.setdefault(row_key, {
-                "study": rec["study"], "key": key, "metric": m.get("metric", ""),
-                "model": m.get("model", ""), "ours (mini)": None, "ours (full)": None,
-                "stale": False, "record": None})
+            row = rows.setdefault((rec["study"], key, m.get("model", "")), {
+                "metric": m.get("metric", ""), "ours (mini)": None, "ours (full)": None, "stale": False})
             row[f"ours ({scale})"] = float(m["value"])
             row["stale"] = row["stale"] or bool(rec.get("stale"))
-            row["record"] = rec.get("run_id")
     out = []
-    for (study, key, model), row in rows.items():
+    for (study_name, key, model), row in rows.items():
         paper = [p for p in published(kind="paper") if p["key"] == key]
         repro = [p for p in published(kind="reproduction") if p["key"] == key]
         paper_value = paper[0]["value"] if paper else None
-        ours = row["ours (full)"] if row["ours (full)"] is not None else row["ours (mini)"]
+        full = row["ours (full)"]
         out.append({
-            "study": STUDY_TITLES.get(study, study), "metric": row["metric"], "model": model,
-            "paper": paper_value,
-            "paper source": paper[0]["source"] if paper else "",
-            "public reproductions": "; ".join(f"{_fmt(p['value'])} ({p['model']})" for p in repro) or "",
-            "ours (mini)": row["ours (mini)"], "ours (full)": row["ours (full)"],
-            "delta vs paper": (ours - paper_value) if (ours is not None and paper_value is not None) else None,
-            "scale": "full" if row["ours (full)"] is not None else "mini",
-            "stale": row["stale"], "key": key,
+            "study": STUDY_TITLES.get(study_name, study_name), "metric": row["metric"], "model": model,
+            "paper": paper_value, "paper source": paper[0]["source"] if paper else "",
+            "public reproductions": "; ".join(f"{_fmt(p['value'])} ({p['model']})" for p in repro),
+            "ours (mini)": row["ours (mini)"], "ours (full)": full,
+            "delta vs paper": full - paper_value if full is not None and paper_value is not None else None,
+            "scale": "full" if full is not None else "mini", "stale": row["stale"], "key": key,
         })
     cols = ["study", "metric", "model", "paper", "paper source", "public reproductions", "ours (mini)",
             "ours (full)", "delta vs paper", "scale", "stale", "key"]
     return pd.DataFrame(out, columns=cols)
 
 
-def scoreboard_figure(table):
-    """Paper vs ours for every scoreboard row that has both: ours / paper as horizontal bars
-    (1 = reproduced exactly; mini rows are miniatures on synthetic data, not the paper's setting)."""
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    t = table[table["paper"].notna() & table[["ours (mini)", "ours (full)"]].notna().any(axis=1)]
-    fig, ax = plt.subplots(figsize=(8, 0.35 * max(len(t), 3) + 1.2))
-    if len(t) == 0:
-        ax.text(0.5, 0.5, "no run has a published counterpart yet", ha="center", va="center")
-        ax.axis("off")
-        return fig
-    ours = t["ours (full)"].where(t["ours (full)"].notna(), t["ours (mini)"]).astype(float)
-    ratio = ours.to_numpy() / t["paper"].astype(float).to_numpy()
-    labels = [f"{s.split(' (')[0]} · {m} · {mo}"[:70] for s, m, mo in zip(t["study"], t["metric"], t["model"])]
-    colours = ["tab:blue" if sc == "full" else "tab:orange" for sc in t["scale"]]
-    y = np.arange(len(t))
-    ax.barh(y, ratio, color=colours)
-    ax.axvline(1.0, color="k", lw=1)
-    ax.set_yticks(y, labels, fontsize=8)
-    ax.invert_yaxis()
-    ax.set_xlabel("ours / paper (1 = the paper's number)")
-    from matplotlib.patches import Patch
-
-    ax.legend(handles=[Patch(color="tab:orange", label="mini (synthetic, CPU)"),
-                       Patch(color="tab:blue", label="full (real data)")], loc="lower right", fontsize=8)
-    ax.set_title("Paper vs ours, per reproduced number")
-    fig.tight_layout()
-    return fig
-
-
-def runs_table(records: list[dict]):
-    """Compute and environment per run: study, profile, device, threads, wall time, torch,
-    code fingerprint and whether it is stale."""
-    import pandas as pd
-
-    rows = []
-    for r in sorted(records, key=lambda r: (r.get("study", ""), r.get("started_at", ""))):
-        env = r.get("environment", {})
-        rows.append({
-            "study": r.get("study"), "notebook": r.get("notebook"), "profile": r.get("profile"),
-            "run": r.get("run_id"), "started (UTC)": r.get("started_at"),
-            "wall time (s)": r.get("wall_time_s"),
-            "device": r.get("parameters", {}).get("device", ""),
-            "threads": env.get("torch_threads"), "cpus": env.get("cpu_count"),
-            "python": env.get("python"), "torch": env.get("packages", {}).get("torch"),
-            "data set": r.get("dataset", {}).get("name"),
-            "data fingerprint": str(r.get("dataset", {}).get("fingerprint", ""))[:12],
-            "reprolib": r.get("code", {}).get("library"),
-            "git commit": (r.get("code", {}).get("git_commit") or "")[:10],
-            "stale": r.get("stale"),
-        })
-    return pd.DataFrame(rows)
-
-
-def style_scoreboard(table):
+def style_scoreboard(table: pd.DataFrame) -> pd.DataFrame:
     """HTML-ready view of :func:`scoreboard`: numbers formatted, missing paper values spelled out,
     stale rows flagged."""
     view = table.drop(columns=["key"]).copy()
@@ -188,43 +181,92 @@ def style_scoreboard(table):
     return view
 
 
-# --------------------------------------------------------------------------- README summary
+#: scoreboard keys that compare like for like with the paper at any scale: they do not depend on
+#: the data (parameter counts, GMACs) or are ratios of two networks timed side by side (speed-up)
+LIKE_FOR_LIKE = re.compile(r"^efficiency/(?:[^/]+/)?(?:params_m|gmacs_|speedup_)")
 
-#: the scoreboard keys summarised on the README's first screen (the full table is the book's)
-HEADLINE_KEYS = (
-    "sid/sony/psnr", "sid_batchnorm/none/psnr", "sid_batchnorm/double/psnr", "lle/sony/psnr",
-    "efficiency/lle/gmacs_sony", "efficiency/speedup_cpu", "genisp/nikon/ap50", "pynet/zurich/psnr",
-)
+
+def comparable(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows of :func:`scoreboard` that may be set against the paper's number: the
+    :data:`LIKE_FOR_LIKE` keys at any scale and every ``full`` row, when the paper has a value;
+    with ``ours`` (full if run, else mini) and ``ours / paper`` (1 = the paper's number)."""
+    has_paper = pd.to_numeric(table["paper"], errors="coerce").fillna(0) != 0
+    t = table[has_paper & (table["key"].str.contains(LIKE_FOR_LIKE) | table["ours (full)"].notna())].copy()
+    t["ours"] = pd.to_numeric(t["ours (full)"].where(t["ours (full)"].notna(), t["ours (mini)"]), errors="coerce")
+    t = t[t["ours"].notna()]
+    t["ours / paper"] = t["ours"] / t["paper"].astype(float)
+    return t
+
+
+def comparable_figure(table: pd.DataFrame):
+    """Ours / paper as horizontal bars for the :func:`comparable` rows of a :func:`scoreboard`
+    (like-for-like quantities only; the front page's figure). Returns the matplotlib figure."""
+    t = comparable(table)
+    fig, ax = plt.subplots(figsize=(8, 0.32 * max(len(t), 3) + 1.3))
+    y = range(len(t))
+    ax.barh(y, t["ours / paper"], color=["tab:blue" if s == "full" else "tab:green" for s in t["scale"]])
+    for i, (r, o, p) in enumerate(zip(t["ours / paper"], t["ours"], t["paper"])):
+        ax.annotate(f" ours {_fmt(float(o))}, paper {_fmt(float(p))}", (r, i), va="center", fontsize=7)
+    ax.set_xlim(0, 1.45 * max([1.0, *t["ours / paper"]]))
+    ax.axvline(1.0, color="k", lw=1)
+    if t.empty:
+        ax.text(0.5, 0.5, "no like-for-like number has been measured yet", ha="center", transform=ax.transAxes)
+    ax.set_yticks(list(y), [f"{mo.split(' (')[0]} · {m}"[:60] for m, mo in zip(t["metric"], t["model"])], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("ours / paper (1 = the paper's number)")
+    ax.set_title("Like for like: quantities that do not depend on the data, and full-scale runs", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def runs_table(records: list[dict]) -> pd.DataFrame:
+    """Compute and environment per run (the runs page): study, profile, device, threads, wall time,
+    torch, data and code fingerprints and whether it is stale."""
+    rows = []
+    for r in sorted(records, key=lambda r: (r.get("study", ""), r.get("started_at", ""))):
+        env, data, code = r.get("environment", {}), r.get("dataset", {}), r.get("code", {})
+        rows.append({
+            "study": r.get("study"), "notebook": r.get("notebook"), "profile": r.get("profile"),
+            "run": r.get("run_id"), "started (UTC)": r.get("started_at"), "wall time (s)": r.get("wall_time_s"),
+            "device": r.get("parameters", {}).get("device", ""), "threads": env.get("torch_threads"),
+            "cpus": env.get("cpu_count"), "python": env.get("python"), "torch": env.get("packages", {}).get("torch"),
+            "data set": data.get("name"), "data fingerprint": str(data.get("fingerprint", ""))[:12],
+            "reprolib": code.get("library"), "git commit": (code.get("git_commit") or "")[:10],
+            "stale": r.get("stale")})
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- headline numbers
+
+#: the scoreboard keys summarised on the README's and the front page's first screen
+HEADLINE_KEYS = ("sid/sony/psnr", "sid_batchnorm/none/psnr", "sid_batchnorm/double/psnr", "lle/sony/psnr",
+                 "efficiency/lle/gmacs_sony", "efficiency/speedup_cpu", "genisp/nikon/ap50", "pynet/zurich/psnr")
 README_START = "<!-- results: generated from the run records by `python -m reprolib report readme --write`; do not edit -->"
 README_END = "<!-- /results -->"
 
 
-def readme_summary(records: list[dict], keys=HEADLINE_KEYS) -> str:
-    """A short Markdown table of the headline numbers for the README, generated from the run
-    records (newest per study and profile) and ``published.yaml`` — the same join as the book's
-    scoreboard, restricted to ``keys`` (in that order)."""
+def headline(records: list[dict], keys: Sequence[str] = HEADLINE_KEYS) -> pd.DataFrame:
+    """The :func:`scoreboard` rows of ``keys``, in that order (then by model): the headline numbers
+    of the README and the front page."""
     table = scoreboard(records)
     table = table[table["key"].isin(keys)].copy()
-    table["_order"] = [keys.index(k) for k in table["key"]]
-    table = table.sort_values(["_order", "model"], kind="stable")
-    runs = sorted({r.get("started_at", "")[:10] for r in latest_records(records)
-                   if r.get("profile") in ("mini", "full")} - {""})
+    table["_order"] = [list(keys).index(k) for k in table["key"]]
+    return table.sort_values(["_order", "model"], kind="stable").drop(columns="_order")
 
-    def cell(v, missing=""):
-        return missing if v is None or v != v else _fmt(v)  # None or NaN
 
-    lines = ["| study | metric | model | paper | public reproductions | ours (mini) | ours (full) |",
-             "|---|---|---|---|---|---|---|"]
-    for _, r in table.iterrows():
-        cells = [r["study"], r["metric"], r["model"], cell(r["paper"], "not available"),
-                 r["public reproductions"] or "", cell(r["ours (mini)"]), cell(r["ours (full)"])]
-        if r["stale"]:
-            cells[5] += " (stale)"
-        lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
+def readme_summary(records: list[dict], keys: Sequence[str] = HEADLINE_KEYS) -> str:
+    """A short Markdown table of the headline numbers (:func:`headline`) for the README."""
+    table = headline(records, keys)
+    runs = sorted({r.get("started_at", "")[:10] for r in latest_records(records) if r.get("profile") in SCALES} - {""})
+    columns = ["study", "metric", "model", "paper", "public reproductions", "ours (mini)", "ours (full)"]
+    lines = ["| " + " | ".join(columns) + " |", "|---" * len(columns) + "|"]
+    for (_, r), stale in zip(style_scoreboard(table).iterrows(), table["stale"]):
+        cells = [str(r[c]) for c in columns]
+        cells[5] += " (stale)" if stale else ""
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     when = f"runs of {runs[0]}" + (f" to {runs[-1]}" if runs[-1] != runs[0] else "") if runs else "no runs yet"
-    lines.append("")
-    lines.append(f"*{len(table)} of the scoreboard's numbers ({when}); mini = synthetic data on a CPU, "
-                 "not comparable with the papers' real-data numbers — the book explains each.*")
+    lines += ["", f"*{len(table)} of the scoreboard's numbers ({when}); mini = synthetic data on a CPU, "
+              "not comparable with the papers' real-data numbers — the book explains each.*"]
     return "\n".join(lines)
 
 

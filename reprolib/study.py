@@ -10,7 +10,9 @@ metrics, curves and figures, under ``results/<study>/<run-id>/record.json``.
 from __future__ import annotations
 
 import datetime as _dt
+import difflib
 import hashlib
+import importlib.metadata
 import json
 import os
 import platform
@@ -18,13 +20,20 @@ import socket
 import subprocess
 import sys
 import time
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
+import pandas as pd
+import torch
+
+from .train import seed_everything
+
 __all__ = ["Parameter", "resolve_parameters", "parameters_from_namespace", "Run", "write_record",
            "code_fingerprint", "repo_root", "results_dir", "shared_checkpoint", "load_records", "is_stale",
-           "PROFILES"]
+           "PROFILES", "parameter_table", "common_parameters", "parameter_frame", "start", "parse_names", "parse_frames", "frames_check"]
 
 PROFILES = ("smoke", "mini", "full")
 
@@ -55,8 +64,6 @@ class Parameter:
 def parameters_from_namespace(namespace: dict) -> dict:
     """The user-level names of a notebook namespace (what the parameters cell and papermill's
     injected cell defined): no underscores, modules, or IPython's own names."""
-    import types
-
     return {k: v for k, v in namespace.items()
             if not k.startswith("_") and k not in _KERNEL_NAMES
             and not isinstance(v, (types.ModuleType, types.FunctionType, type))}
@@ -78,8 +85,6 @@ def resolve_parameters(study: str, given: dict, spec: dict[str, Parameter]) -> d
         ValueError: unknown names (with the closest known name), a bad type, a value outside its
             choices, or a failed check. All problems are reported at once.
     """
-    import difflib
-
     errors = []
     unknown = sorted(set(given) - set(spec))
     for name in unknown:
@@ -142,13 +147,129 @@ def non_negative(x) -> str | None:
 
 def torch_device(v: str) -> str | None:
     """A :class:`Parameter` check: ``v`` names a torch device."""
-    import torch
-
     try:
         torch.device(v)
     except (RuntimeError, TypeError):
         return "not a torch device (e.g. 'cpu', 'cuda', 'cuda:1')"
     return None
+
+
+def parse_names(value: str) -> list[str]:
+    """``"a, b,c"`` → ``["a", "b", "c"]`` (empty items dropped).
+
+    Used by the RDB and loss notebooks (``variants``, ``losses``) and the efficiency notebook.
+    """
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def parse_frames(value: str) -> list[tuple[int, int]]:
+    """``"2848x4256, 2048x4096"`` → ``[(2848, 4256), (2048, 4096)]`` (H × W raw pixels).
+
+    Used by the RDB notebook (latency frame) and the efficiency notebook.
+
+    Raises:
+        ValueError: an item that is not ``<H>x<W>`` with even positive integers.
+    """
+    frames = []
+    for item in parse_names(value):
+        try:
+            h, w = (int(v) for v in item.lower().split("x"))
+        except ValueError:
+            raise ValueError(f"frame {item!r} is not <height>x<width>, e.g. 2848x4256") from None
+        if h <= 0 or w <= 0 or h % 2 or w % 2:
+            raise ValueError(f"frame {item!r}: height and width must be even and positive (a Bayer frame)")
+        frames.append((h, w))
+    if not frames:
+        raise ValueError("no frame given")
+    return frames
+
+
+def frames_check(value: str) -> str | None:
+    """A :class:`Parameter` check: ``value`` is a list of ``<H>x<W>`` frames (:func:`parse_frames`)."""
+    try:
+        parse_frames(value)
+    except ValueError as error:
+        return str(error)
+    return None
+
+
+# --------------------------------------------------------------------------- parameter tables
+
+def parameter_table(*rows) -> dict[str, Parameter]:
+    """A study's parameters as one readable table: the paper's settings (``full``) beside ``mini``
+    and ``smoke``, the single place a reader checks "is this the paper's recipe?".
+
+    Each row is ``(name, smoke, mini, full, help)`` with an optional sixth item: a check
+    (``callable`` returning an error message or ``None``), a tuple of allowed values, or a dict of
+    :class:`Parameter` fields (``types``, ``check``, ``choices``). The accepted types are those of
+    the three profile values (``None`` among them accepts ``None``; a float accepts an int); give
+    ``types`` where that is not enough (e.g. ``(int, None)`` for a parameter that is ``None`` in every
+    profile). The ``profile`` parameter is added first.
+
+    >>> spec = parameter_table(("epochs", 1, 22, 4000, "epochs of training", positive))
+    >>> list(spec), spec["epochs"].profiles["full"]
+    (['profile', 'epochs'], 4000)
+    """
+    spec = {"profile": Parameter((str,), choices=PROFILES,
+                                 help="smoke (tests, seconds), mini (the book, minutes), full (the paper, GPU)")}
+    for row in rows:
+        name, smoke, mini, full, help_text, *extra = row
+        values = {"smoke": smoke, "mini": mini, "full": full}
+        types = tuple(dict.fromkeys(type(v) for v in values.values() if v is not None)) or (str,)
+        if float in types and int in types:
+            types = tuple(t for t in types if t is not int)
+        if any(v is None for v in values.values()):
+            types += (None,)
+        fields = {"types": types, "profiles": values, "help": help_text}
+        if extra:
+            opt = extra[0]
+            if isinstance(opt, dict):
+                fields.update(opt)
+            elif isinstance(opt, tuple):
+                fields["choices"] = opt
+            else:
+                fields["check"] = opt
+        spec[name] = Parameter(**fields)
+    return spec
+
+
+def common_parameters(data_help: str, device_choices: tuple | None = None) -> tuple:
+    """The rows every study has: ``data_root``, ``device``, ``seed`` (for :func:`parameter_table`).
+
+    Args:
+        data_help: what ``data_root`` names for this study (its data set's folder).
+        device_choices: restrict ``device`` (e.g. ``("cpu",)`` for CPU timings); default any torch device.
+    """
+    device = {"choices": device_choices} if device_choices else {"check": torch_device}
+    return (("data_root", "", "", "", data_help + "; empty: the profile's data set"),
+            ("device", "cpu", "cpu", "cpu", "torch device, e.g. 'cuda'", device),
+            ("seed", 0, 0, 0, "seed of initialisation, crop positions and data order", non_negative))
+
+
+def parameter_frame(spec: dict[str, Parameter], P: dict | None = None):
+    """The parameter table as a DataFrame for the notebook: ``smoke``, ``mini``, ``full (paper)``,
+    ``this run`` (with ``*`` where the value was given explicitly) and ``help``, one row a name."""
+    rows = {}
+    for name, p in spec.items():
+        row = {k: repr(p.profiles.get(k)) if k in p.profiles else "" for k in PROFILES}
+        if P is not None:
+            row["this run"] = repr(P.get(name)) + (" *" if name in P.get("overridden", []) else "")
+        row["help"] = p.help
+        rows[name] = row
+    return pd.DataFrame(rows).T.rename(columns={"full": "full (paper)"})
+
+
+def start(study: str, namespace: dict, spec: dict[str, Parameter], notebook: str | None = None
+          ) -> tuple[dict, "Run"]:
+    """A study notebook's first call: validate the parameters in ``namespace`` (the notebook's
+    ``globals()``), seed every generator, and open the run. Returns ``(P, run)``.
+
+    Raises:
+        ValueError: unknown names or bad values (all problems at once; see :func:`resolve_parameters`).
+    """
+    P = resolve_parameters(study, parameters_from_namespace(namespace), spec)
+    seed_everything(P.get("seed", 0))
+    return P, Run(study, P, notebook=notebook or f"{study}.ipynb")
 
 
 # --------------------------------------------------------------------------- fingerprints
@@ -177,14 +298,6 @@ def shared_checkpoint(folder: str, name: str, key: dict) -> tuple[Path, str]:
     """
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
     return results_dir() / folder / f"{name}-{digest[:12]}.pt", digest
-
-
-def _hash_files(paths) -> str:
-    h = hashlib.sha256()
-    for p in sorted(paths):
-        h.update(p.as_posix().encode())
-        h.update(hashlib.sha256(p.read_bytes()).digest())
-    return h.hexdigest()
 
 
 def code_fingerprint(notebook: str | Path | None = None) -> dict:
@@ -232,26 +345,16 @@ def notebook_code_hash(path: str | Path) -> str:
 
 def environment() -> dict:
     """Python, torch, device, threads and package versions for the run record."""
-    import importlib.metadata as md
-
-    env = {"python": platform.python_version(), "platform": platform.platform(),
-           "machine": platform.machine(), "cpu_count": os.cpu_count()}
-    try:
-        import torch
-
-        env["torch_threads"] = torch.get_num_threads()
-        env["cuda_available"] = torch.cuda.is_available()
-    except ImportError:
-        pass
     pkgs = {}
     for name in ("torch", "torchvision", "torchmetrics", "numpy", "rawpy", "tifffile", "papermill",
                  "pandas", "matplotlib", "scikit-image", "pycocotools", "jupyter-book"):
         try:
-            pkgs[name] = md.version(name)
-        except md.PackageNotFoundError:
+            pkgs[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
             pass
-    env["packages"] = pkgs
-    return env
+    return {"python": platform.python_version(), "platform": platform.platform(), "machine": platform.machine(),
+            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "cuda_available": torch.cuda.is_available(), "packages": pkgs}
 
 
 # --------------------------------------------------------------------------- run records
@@ -289,7 +392,7 @@ class Run:
 
 def write_record(run: Run, *, metrics: list[dict], dataset: dict, curves: dict | None = None,
                  figures: list[str] | None = None, paper: list[dict] | None = None,
-                 notes: str = "", extra: dict | None = None) -> Path:
+                 notes: str = "", extra: dict | None = None, claims: list[dict] | None = None) -> Path:
     """Write ``record.json`` for a finished run.
 
     Args:
@@ -303,6 +406,8 @@ def write_record(run: Run, *, metrics: list[dict], dataset: dict, curves: dict |
         paper: published values shown next to ours (from :mod:`reprolib.report`).
         notes: free text shown with the record.
         extra: anything else (e.g. timings).
+        claims: the verdicts on the paper's claims this run tests (see :func:`reprolib.report.claim`):
+            ``[{"claim": id, "verdict": …, "measure": …, "value": …, "seeds": n}]``.
 
     Returns:
         the path of the record.
@@ -312,7 +417,6 @@ def write_record(run: Run, *, metrics: list[dict], dataset: dict, curves: dict |
         "notebook": run.notebook,
         "run_id": run.run_id,
         "profile": run.params.get("profile"),
-        "scale": "full" if run.params.get("profile") == "full" else run.params.get("profile"),
         "parameters": run.params,
         "overridden": run.overridden,
         "dataset": dataset,
@@ -327,6 +431,7 @@ def write_record(run: Run, *, metrics: list[dict], dataset: dict, curves: dict |
         "figures": figures or [],
         "paper": paper or [],
         "notes": notes,
+        "claims": claims or [],
         "extra": extra or {},
     }
     out = run.dir / "record.json"
@@ -346,16 +451,8 @@ def _notebook_path(name: str | None) -> Path | None:
 
 
 def _json_default(o):
-    import numpy as np
-
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
+    if isinstance(o, (np.integer, np.floating, np.ndarray)):
+        return o.tolist()  # Python int / float / list
     return str(o)
 
 

@@ -1,47 +1,31 @@
-"""Synthetic sensors and data sets that look to every loader exactly like the real ones.
+"""Synthetic sensors and data sets that look to every loader exactly like the real ones: real DNG
+files (read by LibRaw through :func:`reprolib.raw.read`) or the real data set's own files, layout
+and annotations, so the ``mini`` profile runs the real data's code path. One frame (:func:`render_raw`)::
 
-Nothing here is a stand-in loader: each writer produces **real DNG files** (read by LibRaw through
-:func:`reprolib.raw.read`) and the real data set's own layout and annotation format, so the
-embedded ``mini`` profile runs the same code path as the real data.
+    clean sRGB scene [0, 1] ─inverse gamma─> linear sRGB ─> XYZ (D65) ─camera's XYZ→camera matrix─>
+      camera RGB ─CFA mosaic─> × exposure ─Poisson–Gaussian noise (electrons, ISO)─> DN ─> DNG
 
-Pipeline of one frame (:func:`render_raw`)::
-
-    clean sRGB scene in [0, 1] ──inverse sRGB gamma──> linear sRGB ──> CIE XYZ (D65)
-      ──camera's XYZ→camera matrix──> camera RGB (white = the camera's as-shot neutral)
-      ──mosaic (CFA)──> × exposure ──Poisson–Gaussian noise (electrons, ISO)──> DN, quantised ──> DNG
-
-Sensor noise model (:class:`SensorPreset`): the usual two-component model of a CMOS sensor —
-photon shot noise (Poisson in electrons), read noise before the ISO gain (``read_noise_e``,
-electrons) and after it (``read_noise_dn``, digital numbers). Electrons per unit of normalised
-signal at ISO ``s`` are ``full_well_e · base_iso / s``. The preset values are approximate,
-order-of-magnitude figures in the range public sensor measurements report for these cameras
-(e.g. photonstophotos.net / sensorgen.info full-well and read-noise tables); they set a plausible
-noise scale, they are not a calibration of any camera.
-
-Colour: with the Make/Model of a real camera LibRaw supplies **that camera's own**
-``rgb_xyz_matrix``; the presets carry the same matrix (LibRaw's table, Adobe DNG Converter
-coefficients), it is also written into the DNG as ColorMatrix1, and a test checks that the
-matrix read back is the preset's.
-
-Clean scenes come only from images shipped inside installed packages (scikit-image's bundled
-photographs, matplotlib's sample data) and procedural content: nothing is downloaded.
+Clean scenes: photographs shipped inside scikit-image and matplotlib, and procedural content.
 """
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
 from fractions import Fraction
+from importlib import resources
 from pathlib import Path
 
+import matplotlib
 import numpy as np
+import skimage.io
+import tifffile
+from PIL import Image
+from skimage.transform import resize
 
-__all__ = [
-    "SensorPreset", "PRESETS", "srgb_to_linear", "linear_to_srgb", "linear_srgb_to_xyz",
-    "xyz_to_linear_srgb", "xyz_to_camera", "camera_neutral", "render_raw", "write_dng",
-    "scene_library", "random_scene", "render_street_scene", "write_sid_dataset",
-    "write_raw_nod_dataset", "COCO_CATEGORIES", "PHONE_PRESETS", "preset", "DSLR_LOOK", "dslr_rendering",
-    "write_zurich_dataset",
-]
+__all__ = ["SensorPreset", "PRESETS", "PHONE_PRESETS", "preset", "srgb_to_linear", "linear_to_srgb",
+           "linear_srgb_to_xyz", "xyz_to_linear_srgb", "xyz_to_camera", "camera_neutral", "mosaic", "render_raw",
+           "write_dng", "scene_library", "random_scene", "render_street_scene", "write_sid_dataset",
+           "write_raw_nod_dataset", "COCO_CATEGORIES", "DSLR_LOOK", "dslr_rendering", "write_zurich_dataset"]
 
 # sRGB (D65) <-> XYZ, IEC 61966-2-1
 _SRGB_TO_XYZ = np.array([[0.4124564, 0.3575761, 0.1804375],
@@ -52,35 +36,24 @@ _XYZ_TO_SRGB = np.linalg.inv(_SRGB_TO_XYZ)
 
 @dataclass(frozen=True)
 class SensorPreset:
-    """A camera's raw format and noise model.
+    """A camera's raw format and noise model: photon shot noise (Poisson in electrons) and read
+    noise before and after the ISO gain. Order-of-magnitude values from public sensor tables
+    (photonstophotos.net, sensorgen.info): a plausible noise scale, not a calibration."""
 
-    Attributes:
-        make, model: written to the DNG so LibRaw recognises the camera (and its colour matrix).
-        cfa: 2×2 pattern, e.g. ``'RGGB'``.
-        bits: bit depth of the raw data.
-        black_level, white_level: in digital numbers.
-        xyz_to_camera: ``3×3`` (rows R, G, B) — LibRaw's ``rgb_xyz_matrix`` for this camera.
-        base_iso, full_well_e: electrons per unit normalised signal at base ISO.
-        read_noise_e: read noise before the ISO gain (electrons, std).
-        read_noise_dn: read noise after the ISO gain (digital numbers, std).
-        raw_extension: the real camera's raw file extension (informational).
-    """
-
-    make: str
+    make: str  # make and model go into the DNG, so that LibRaw finds the camera's colour matrix
     model: str
-    cfa: str
-    bits: int
-    black_level: int
-    white_level: int
-    xyz_to_camera: tuple
-    base_iso: int
+    cfa: str  # 2×2 pattern, e.g. 'RGGB'
+    black_level: int  # DN
+    white_level: int  # DN
+    xyz_to_camera: tuple  # 3×3 row-major, rows R, G, B: LibRaw's rgb_xyz_matrix of the camera
+    base_iso: int  # electrons per unit of normalised signal at ISO s: full_well_e · base_iso / s
     full_well_e: float
-    read_noise_e: float
-    read_noise_dn: float
-    raw_extension: str
+    read_noise_e: float  # before the ISO gain (electrons, std)
+    read_noise_dn: float  # after the ISO gain (DN, std)
 
     @property
     def matrix(self) -> np.ndarray:
+        """:attr:`xyz_to_camera` as a ``3×3`` float64 array."""
         return np.asarray(self.xyz_to_camera, dtype=np.float64).reshape(3, 3)
 
     def noise_params(self, iso: float) -> tuple[float, float]:
@@ -95,28 +68,27 @@ class SensorPreset:
 
 #: Presets for the cameras of the studies. Matrices: LibRaw 0.22's table (what rawpy returns).
 PRESETS: dict[str, SensorPreset] = {
-    # SID's Sony α7S II (LibRaw reports the α7S and α7S II under the model "ILCE-7S").
-    "SONY ILCE-7S": SensorPreset(
-        make="SONY", model="ILCE-7S", cfa="RGGB", bits=14, black_level=512, white_level=16383,
+    "SONY ILCE-7S": SensorPreset(  # SID's α7S II (LibRaw names the α7S and α7S II "ILCE-7S")
+        make="SONY", model="ILCE-7S", cfa="RGGB", black_level=512, white_level=16383,
         xyz_to_camera=(0.5838, -0.1430, -0.0246, -0.3497, 1.1477, 0.2297, -0.0748, 0.1885, 0.5778),
-        base_iso=100, full_well_e=150_000.0, read_noise_e=1.5, read_noise_dn=2.5, raw_extension=".ARW"),
-    # RAW-NOD's Sony RX100 VII (1-inch sensor, small pixels: small full well).
-    "SONY DSC-RX100M7": SensorPreset(
-        make="SONY", model="DSC-RX100M7", cfa="RGGB", bits=14, black_level=800, white_level=16383,
+        base_iso=100, full_well_e=150_000.0, read_noise_e=1.5, read_noise_dn=2.5),
+    "SONY DSC-RX100M7": SensorPreset(  # RAW-NOD's RX100 VII (1-inch sensor: small full well)
+        make="SONY", model="DSC-RX100M7", cfa="RGGB", black_level=800, white_level=16383,
         xyz_to_camera=(1.0315, -0.4390, -0.0937, -0.4859, 1.2734, 0.2365, -0.0734, 0.1537, 0.5997),
-        base_iso=125, full_well_e=12_000.0, read_noise_e=2.0, read_noise_dn=1.5, raw_extension=".ARW"),
-    # RAW-NOD's Nikon D750 (full frame).
-    "NIKON D750": SensorPreset(
-        make="NIKON CORPORATION", model="NIKON D750", cfa="RGGB", bits=14, black_level=600,
-        white_level=15520,
+        base_iso=125, full_well_e=12_000.0, read_noise_e=2.0, read_noise_dn=1.5),
+    "NIKON D750": SensorPreset(  # RAW-NOD's D750 (full frame)
+        make="NIKON CORPORATION", model="NIKON D750", cfa="RGGB", black_level=600, white_level=15520,
         xyz_to_camera=(0.9020, -0.2890, -0.0715, -0.4535, 1.2436, 0.2348, -0.0934, 0.1919, 0.7086),
-        base_iso=100, full_well_e=50_000.0, read_noise_e=2.5, read_noise_dn=1.0, raw_extension=".NEF"),
+        base_iso=100, full_well_e=50_000.0, read_noise_e=2.5, read_noise_dn=1.0),
 }
 
-
-#: phone sensors whose raw data the studies read without metadata (Zurich's PNG patches); LibRaw
-#: holds no colour matrix for them, so they are not in :data:`PRESETS`
-PHONE_PRESETS: dict[str, SensorPreset] = {}
+#: Phone sensors read without metadata. Zurich's Huawei P20 (Exmor IMX380, 1.55 µm pixels, 10-bit,
+#: 64 DN pedestal, a full well of a few thousand e⁻) has no matrix in LibRaw: it borrows the RX100
+#: VII's (another stacked Exmor RS) and stays out of :data:`PRESETS` (its DNG would have no matrix).
+PHONE_PRESETS: dict[str, SensorPreset] = {"HUAWEI EML-L09": SensorPreset(
+    make="HUAWEI", model="EML-L09", cfa="RGGB", black_level=64, white_level=1023,
+    xyz_to_camera=PRESETS["SONY DSC-RX100M7"].xyz_to_camera,
+    base_iso=100, full_well_e=4_500.0, read_noise_e=1.8, read_noise_dn=0.6)}
 
 
 def preset(name: str) -> SensorPreset:
@@ -127,8 +99,6 @@ def preset(name: str) -> SensorPreset:
     except KeyError:
         raise KeyError(f"unknown sensor preset {name!r}; known: {sorted(PRESETS) + sorted(PHONE_PRESETS)}") from None
 
-
-# --------------------------------------------------------------------------- colour
 
 def srgb_to_linear(x: np.ndarray) -> np.ndarray:
     """Inverse sRGB transfer function, ``[0, 1]`` → linear ``[0, 1]``."""
@@ -161,12 +131,10 @@ def xyz_to_camera(xyz: np.ndarray, sensor: SensorPreset) -> np.ndarray:
 
 
 def camera_neutral(sensor: SensorPreset) -> np.ndarray:
-    """The camera RGB of a D65 white with green = 1: the DNG AsShotNeutral of our scenes.
+    """The camera RGB ``(3,)`` of a D65 white with green = 1: the DNG AsShotNeutral of our scenes.
     The as-shot white-balance multipliers are its reciprocal."""
     return xyz_to_camera(linear_srgb_to_xyz(np.ones(3)), sensor)
 
-
-# --------------------------------------------------------------------------- raw rendering
 
 def mosaic(camera_rgb: np.ndarray, cfa: str) -> np.ndarray:
     """Sample ``H×W×3`` camera RGB through a 2×2 CFA → ``H×W`` mosaic (H, W even)."""
@@ -174,30 +142,18 @@ def mosaic(camera_rgb: np.ndarray, cfa: str) -> np.ndarray:
     if h % 2 or w % 2:
         raise ValueError(f"scene size must be even, got {h}×{w}")
     out = np.empty((h, w), dtype=camera_rgb.dtype)
-    index = {"R": 0, "G": 1, "B": 2}
     for i, c in enumerate(cfa):
         dy, dx = divmod(i, 2)
-        out[dy::2, dx::2] = camera_rgb[dy::2, dx::2, index[c]]
+        out[dy::2, dx::2] = camera_rgb[dy::2, dx::2, "RGB".index(c)]
     return out
 
 
 def render_raw(scene_srgb: np.ndarray, sensor: SensorPreset, exposure: float, iso: float,
                rng: np.random.Generator) -> np.ndarray:
-    """Unprocess a clean sRGB scene into the sensor's raw digital numbers.
-
-    Args:
-        scene_srgb: ``H×W×3`` float in ``[0, 1]`` (H, W even).
-        sensor: the camera preset.
-        exposure: linear scale of the normalised signal (a D65 white of sRGB value 1 reaches
-            ``exposure`` on the green channel); e.g. 0.2 for a well exposed frame and
-            0.2 / 300 for SID's darkest short exposures.
-        iso: sets the noise (see :meth:`SensorPreset.noise_params`).
-        rng: the random generator (noise).
-
-    Returns:
-        ``uint16`` ``H×W`` mosaic in digital numbers, black level included, clipped to
-        ``[0, white_level]``.
-    """
+    """Unprocess a clean sRGB scene ``H×W×3`` float in ``[0, 1]`` (H, W even) into the sensor's raw
+    digital numbers: ``uint16`` ``H×W``, black level included, clipped to ``[0, white_level]``.
+    ``exposure``: green level of a D65 white (0.2 well exposed, 0.2 / 300 SID's darkest); ``iso``
+    sets the noise (:meth:`SensorPreset.noise_params`), drawn from ``rng``."""
     xyz = linear_srgb_to_xyz(srgb_to_linear(scene_srgb.astype(np.float64)))
     cam = np.clip(xyz_to_camera(xyz, sensor), 0.0, None)
     signal = mosaic(cam, sensor.cfa) * float(exposure)
@@ -215,21 +171,13 @@ def _rational(x: float, denominator: int = 10000) -> tuple[int, int]:
 
 def write_dng(path: str | Path, bayer: np.ndarray, sensor: SensorPreset, *, iso: float | None = None,
               exposure_time: float | None = None, as_shot_neutral: np.ndarray | None = None) -> Path:
-    """Write a real Bayer DNG that LibRaw (rawpy) reads back bit-exactly.
-
-    Tags: DNGVersion, CFARepeatPatternDim, CFAPattern, BlackLevel, WhiteLevel, ColorMatrix1
-    (the preset's XYZ→camera matrix) with CalibrationIlluminant1 = D65, AsShotNeutral, Make,
-    Model, and ISO / ExposureTime when given. The bytes depend only on the arguments.
-
-    Args:
-        bayer: ``uint16`` ``H×W`` mosaic in digital numbers (black level included).
+    """Write ``bayer`` (``uint16`` ``H×W``, DN with the black level) as a real Bayer DNG that LibRaw
+    reads back bit-exactly, with the preset's levels, CFA, ColorMatrix1 (its XYZ→camera matrix,
+    D65), AsShotNeutral, Make/Model and ISO / ExposureTime when given. Same arguments, same bytes.
     """
-    import tifffile
-
     path = Path(path)
     if bayer.dtype != np.uint16 or bayer.ndim != 2:
         raise ValueError(f"bayer must be a 2-D uint16 array, got {bayer.dtype} {bayer.shape}")
-    colour = {"R": 0, "G": 1, "B": 2}
     neutral = camera_neutral(sensor) if as_shot_neutral is None else np.asarray(as_shot_neutral)
     cm = [v for x in sensor.matrix.ravel() for v in _rational(x)]
     an = [v for x in neutral for v in _rational(x)]
@@ -237,7 +185,7 @@ def write_dng(path: str | Path, bayer: np.ndarray, sensor: SensorPreset, *, iso:
         (50706, "B", 4, (1, 4, 0, 0), True),                         # DNGVersion 1.4
         (50707, "B", 4, (1, 1, 0, 0), True),                         # DNGBackwardVersion
         (33421, "H", 2, (2, 2), True),                               # CFARepeatPatternDim
-        (33422, "B", 4, tuple(colour[c] for c in sensor.cfa), True),  # CFAPattern
+        (33422, "B", 4, tuple("RGB".index(c) for c in sensor.cfa), True),  # CFAPattern
         (50714, "H", 1, (sensor.black_level,), True),                # BlackLevel
         (50717, "H", 1, (sensor.white_level,), True),                # WhiteLevel
         (50721, "2i", 9, tuple(cm), True),                           # ColorMatrix1 (XYZ→camera)
@@ -257,49 +205,29 @@ def write_dng(path: str | Path, bayer: np.ndarray, sensor: SensorPreset, *, iso:
     return path
 
 
-# --------------------------------------------------------------------------- scenes
-
-def _bundled_photos() -> list[np.ndarray]:
-    """RGB photographs shipped inside installed packages (no download), float ``[0, 1]``."""
-    from importlib import resources
-
-    import matplotlib
-    import skimage.io
-
-    images = []
-    skdata = resources.files("skimage") / "data"
-    for name in ["astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "hubble_deep_field.jpg",
-                 "ihc.png", "retina.jpg", "motorcycle_left.png", "motorcycle_right.png", "color.png",
-                 "logo.png"]:
-        f = skdata / name
-        if f.is_file():
-            images.append(skimage.io.imread(str(f)))
-    mpl = Path(matplotlib.get_data_path()) / "sample_data"
-    for name in ["grace_hopper.jpg", "Minduka_Present_Blue_Pack.png", "logo2.png"]:
-        f = mpl / name
-        if f.is_file():
-            images.append(skimage.io.imread(str(f)))
-    out = []
-    for im in images:
-        im = np.asarray(im)
-        if im.ndim == 2:
-            im = np.stack([im] * 3, -1)
-        im = im[..., :3].astype(np.float64)
-        im /= 255.0 if im.max() > 1.0 else 1.0
-        out.append(im)
-    if not out:
-        raise RuntimeError("no bundled photographs found in scikit-image / matplotlib")
-    return out
-
-
 _LIBRARY: list[np.ndarray] | None = None
 
 
 def scene_library() -> list[np.ndarray]:
-    """The bundled photographs, loaded once (list of ``H×W×3`` float ``[0, 1]``)."""
+    """The RGB photographs shipped inside scikit-image and matplotlib (no download), loaded once:
+    a list of ``H×W×3`` float64 in ``[0, 1]``."""
     global _LIBRARY
     if _LIBRARY is None:
-        _LIBRARY = _bundled_photos()
+        skdata, mpl = resources.files("skimage") / "data", Path(matplotlib.get_data_path()) / "sample_data"
+        files = [skdata / n for n in ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg",
+                                      "hubble_deep_field.jpg", "ihc.png", "retina.jpg", "motorcycle_left.png",
+                                      "motorcycle_right.png", "color.png", "logo.png")]
+        files += [mpl / n for n in ("grace_hopper.jpg", "Minduka_Present_Blue_Pack.png", "logo2.png")]
+        out = []
+        for im in (np.asarray(skimage.io.imread(str(f))) for f in files if f.is_file()):
+            if im.ndim == 2:
+                im = np.stack([im] * 3, -1)
+            im = im[..., :3].astype(np.float64)
+            im /= 255.0 if im.max() > 1.0 else 1.0
+            out.append(im)
+        if not out:
+            raise RuntimeError("no bundled photographs found in scikit-image / matplotlib")
+        _LIBRARY = out
     return _LIBRARY
 
 
@@ -330,8 +258,6 @@ def _procedural(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
 def random_scene(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     """A clean ``h×w×3`` sRGB scene in ``[0, 1]``: a random crop (random scale, flip) of a bundled
     photograph, or (one time in four) procedural content."""
-    from skimage.transform import resize
-
     if rng.random() < 0.25:
         return _procedural(rng, h, w)
     lib = scene_library()
@@ -346,7 +272,9 @@ def random_scene(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     return np.clip(resize(crop, (h, w), order=1, anti_aliasing=True), 0, 1)
 
 
-# --------------------------------------------------------------------------- SID
+def _log_uniform(rng: np.random.Generator, bounds: tuple) -> float:
+    return float(np.exp(rng.uniform(np.log(bounds[0]), np.log(bounds[1]))))
+
 
 SID_SHORT_EXPOSURES = (0.1, 0.04, 0.033)  # with a 10 s long exposure: ratios 100, 250, 300 (303 clipped)
 SID_ISOS = (100, 200, 400, 800, 1600, 3200)
@@ -356,24 +284,14 @@ def write_sid_dataset(root: str | Path, *, seed: int = 0, camera: str = "SONY IL
                       n_train: int = 24, n_test: int = 8, n_val: int = 4, height: int = 256,
                       width: int = 384, long_exposure: float = 10.0,
                       short_exposures: tuple = SID_SHORT_EXPOSURES, extra_bursts: int = 1) -> Path:
-    """Write a SID-format data set (``sid-sony-mini``) into ``root``.
-
-    Layout and list format are SID's own (``Sony/short/<id>_<burst>_<t>s.dng``,
-    ``Sony/long/<id>_00_<t>s.dng``, ``Sony_{train,test,val}_list.txt`` with rows
-    ``./Sony/short/… ./Sony/long/… ISO<n> F<n>``); scene ids start with 0/1/2 for train/test/val.
-    Each scene has one long exposure and, for burst ``00``, one short exposure per time in
-    ``short_exposures`` (ratios ×100/×250/×300); ``extra_bursts`` more bursts of the first time
-    exercise the official burst-``00`` selection.
-
-    The long exposure's brightness varies by scene (green mean 0.08–0.25 of white) and every
-    frame carries sensor noise at the scene's ISO. Used by the SID and Lamba & Mitra studies.
-    """
+    """Write a SID-format data set (``sid-sony-mini``) into ``root``: SID's ``Sony/{short,long}/`` DNGs
+    and ``Sony_{train,test,val}_list.txt`` (ids start with 0/1/2). Per scene: one long exposure
+    (green mean 0.08–0.25 of white), one short exposure per time in ``short_exposures`` in burst
+    ``00`` and ``extra_bursts`` more of the first time; noise at the scene's ISO."""
     sensor = preset(camera)
     root = Path(root)
-    rng = np.random.default_rng(seed)
     lists = {"train": [], "test": [], "val": []}
-    splits = [("train", 0, n_train), ("test", 1, n_test), ("val", 2, n_val)]
-    for split, digit, count in splits:
+    for digit, (split, count) in enumerate((("train", n_train), ("test", n_test), ("val", n_val))):
         for k in range(count):
             scene_id = digit * 10000 + k + 1
             srng = np.random.default_rng([seed, scene_id])
@@ -385,11 +303,9 @@ def write_sid_dataset(root: str | Path, *, seed: int = 0, camera: str = "SONY IL
                              sensor.cfa)[0::2, 1::2].mean()
             exposure_long = target_mean / max(scene_g, 1e-3)
             long_name = f"{scene_id:05d}_00_{long_exposure:g}s.dng"
-            long_bayer = render_raw(scene, sensor, exposure_long, iso, srng)
-            write_dng(root / "Sony" / "long" / long_name, long_bayer, sensor, iso=iso,
-                      exposure_time=long_exposure)
-            shots = [(0, t) for t in short_exposures] + [(b + 1, short_exposures[0])
-                                                         for b in range(extra_bursts)]
+            write_dng(root / "Sony" / "long" / long_name, render_raw(scene, sensor, exposure_long, iso, srng),
+                      sensor, iso=iso, exposure_time=long_exposure)
+            shots = [(0, t) for t in short_exposures] + [(b + 1, short_exposures[0]) for b in range(extra_bursts)]
             for burst, t in shots:
                 short_name = f"{scene_id:05d}_{burst:02d}_{t:g}s.dng"
                 bayer = render_raw(scene, sensor, exposure_long * t / long_exposure, iso, srng)
@@ -400,38 +316,23 @@ def write_sid_dataset(root: str | Path, *, seed: int = 0, camera: str = "SONY IL
     return root
 
 
-# --------------------------------------------------------------------------- RAW-NOD
-
-#: COCO's 80 categories (id, name, supercategory) — the list RAW-NOD's Nikon test file carries.
-COCO_CATEGORIES = [
-    (1, "person", "person"), (2, "bicycle", "vehicle"), (3, "car", "vehicle"),
-    (4, "motorcycle", "vehicle"), (5, "airplane", "vehicle"), (6, "bus", "vehicle"),
-    (7, "train", "vehicle"), (8, "truck", "vehicle"), (9, "boat", "vehicle"),
-    (10, "traffic light", "outdoor"), (11, "fire hydrant", "outdoor"), (13, "stop sign", "outdoor"),
-    (14, "parking meter", "outdoor"), (15, "bench", "outdoor"), (16, "bird", "animal"),
-    (17, "cat", "animal"), (18, "dog", "animal"), (19, "horse", "animal"), (20, "sheep", "animal"),
-    (21, "cow", "animal"), (22, "elephant", "animal"), (23, "bear", "animal"),
-    (24, "zebra", "animal"), (25, "giraffe", "animal"), (27, "backpack", "accessory"),
-    (28, "umbrella", "accessory"), (31, "handbag", "accessory"), (32, "tie", "accessory"),
-    (33, "suitcase", "accessory"), (34, "frisbee", "sports"), (35, "skis", "sports"),
-    (36, "snowboard", "sports"), (37, "sports ball", "sports"), (38, "kite", "sports"),
-    (39, "baseball bat", "sports"), (40, "baseball glove", "sports"), (41, "skateboard", "sports"),
-    (42, "surfboard", "sports"), (43, "tennis racket", "sports"), (44, "bottle", "kitchen"),
-    (46, "wine glass", "kitchen"), (47, "cup", "kitchen"), (48, "fork", "kitchen"),
-    (49, "knife", "kitchen"), (50, "spoon", "kitchen"), (51, "bowl", "kitchen"),
-    (52, "banana", "food"), (53, "apple", "food"), (54, "sandwich", "food"),
-    (55, "orange", "food"), (56, "broccoli", "food"), (57, "carrot", "food"),
-    (58, "hot dog", "food"), (59, "pizza", "food"), (60, "donut", "food"), (61, "cake", "food"),
-    (62, "chair", "furniture"), (63, "couch", "furniture"), (64, "potted plant", "furniture"),
-    (65, "bed", "furniture"), (67, "dining table", "furniture"), (70, "toilet", "furniture"),
-    (72, "tv", "electronic"), (73, "laptop", "electronic"), (74, "mouse", "electronic"),
-    (75, "remote", "electronic"), (76, "keyboard", "electronic"), (77, "cell phone", "electronic"),
-    (78, "microwave", "appliance"), (79, "oven", "appliance"), (80, "toaster", "appliance"),
-    (81, "sink", "appliance"), (82, "refrigerator", "appliance"), (84, "book", "indoor"),
-    (85, "clock", "indoor"), (86, "vase", "indoor"), (87, "scissors", "indoor"),
-    (88, "teddy bear", "indoor"), (89, "hair drier", "indoor"), (90, "toothbrush", "indoor"),
-]
-RAW_NOD_CLASSES = {1: "person", 2: "bicycle", 3: "car"}
+_COCO = {  # supercategory: "id name, …" (COCO's ids have gaps)
+    "person": "1 person", "vehicle": "2 bicycle, 3 car, 4 motorcycle, 5 airplane, 6 bus, 7 train, 8 truck, 9 boat",
+    "outdoor": "10 traffic light, 11 fire hydrant, 13 stop sign, 14 parking meter, 15 bench",
+    "animal": "16 bird, 17 cat, 18 dog, 19 horse, 20 sheep, 21 cow, 22 elephant, 23 bear, 24 zebra, 25 giraffe",
+    "accessory": "27 backpack, 28 umbrella, 31 handbag, 32 tie, 33 suitcase",
+    "sports": "34 frisbee, 35 skis, 36 snowboard, 37 sports ball, 38 kite, 39 baseball bat, 40 baseball glove, "
+              "41 skateboard, 42 surfboard, 43 tennis racket",
+    "kitchen": "44 bottle, 46 wine glass, 47 cup, 48 fork, 49 knife, 50 spoon, 51 bowl",
+    "food": "52 banana, 53 apple, 54 sandwich, 55 orange, 56 broccoli, 57 carrot, 58 hot dog, 59 pizza, 60 donut, 61 cake",
+    "furniture": "62 chair, 63 couch, 64 potted plant, 65 bed, 67 dining table, 70 toilet",
+    "electronic": "72 tv, 73 laptop, 74 mouse, 75 remote, 76 keyboard, 77 cell phone",
+    "appliance": "78 microwave, 79 oven, 80 toaster, 81 sink, 82 refrigerator",
+    "indoor": "84 book, 85 clock, 86 vase, 87 scissors, 88 teddy bear, 89 hair drier, 90 toothbrush"}
+#: COCO's 80 categories ``(id, name, supercategory)`` in id order — the list RAW-NOD's Nikon test
+#: file carries.
+COCO_CATEGORIES = [(int(i), name, sup) for sup, items in _COCO.items()
+                   for i, name in (item.split(" ", 1) for item in items.split(", "))]
 
 
 def _disk(img, cy, cx, r, colour, width=None):
@@ -514,13 +415,9 @@ def _draw_car(img, rng, x, y, length):
 
 def render_street_scene(rng: np.random.Generator, height: int, width: int,
                         max_objects: int = 5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A procedural street scene with people, bicycles and cars, well lit.
-
-    Returns:
-        ``(image, boxes, labels)``: ``H×W×3`` sRGB float ``[0, 1]``; ``N×4`` float
-        ``[x1, y1, x2, y2]`` pixel boxes clipped to the image; ``N`` int COCO category ids
-        (1 person, 2 bicycle, 3 car). Used by ``raw-nod-mini`` and by GenISP's mini detector.
-    """
+    """A well-lit procedural street scene with people, bicycles and cars (``raw-nod-mini``, GenISP's
+    mini detector): ``(image, boxes, labels)``, ``H×W×3`` sRGB float ``[0, 1]``, ``N×4`` float
+    ``[x1, y1, x2, y2]`` pixel boxes clipped to the image, ``N`` COCO ids (1 person, 2 bicycle, 3 car)."""
     h, w = height, width
     img = np.empty((h, w, 3))
     horizon = int(h * rng.uniform(0.35, 0.55))
@@ -563,67 +460,44 @@ def render_street_scene(rng: np.random.Generator, height: int, width: int,
             np.asarray(labels, dtype=np.int64))
 
 
-_RAW_NOD_INFO = {
-    "description": "Synthetic stand-in in the format of the Raw Night Object Detection (RAW-NOD) "
-                   "Dataset (GenISP: Neural ISP for Low-Light Machine Cognition, Morawski et al., "
-                   "CVPR Workshops 2022); procedural scenes written by reprolib.synth",
-    "url": "https://github.com/igor-morawski/RAW-NOD",
-    "version": "1.0",
-    "year": 2022,
-    "contributor": "reprolib.synth (synthetic)",
-    "date_created": "2020",
-}
-_RAW_NOD_LICENSES = [{"id": 1, "name": "Attribution-NonCommercial-ShareAlike License",
-                      "url": "http://creativecommons.org/licenses/by-nc-sa/2.0/"}]
+_RAW_NOD_HEADER = {  # the "info" and "licenses" of RAW-NOD's annotation files
+    "info": {"description": "Synthetic stand-in in the format of the Raw Night Object Detection (RAW-NOD) "
+                            "Dataset (GenISP: Neural ISP for Low-Light Machine Cognition, Morawski et al., "
+                            "CVPR Workshops 2022); procedural scenes written by reprolib.synth",
+             "url": "https://github.com/igor-morawski/RAW-NOD", "version": "1.0", "year": 2022,
+             "contributor": "reprolib.synth (synthetic)", "date_created": "2020"},
+    "licenses": [{"id": 1, "name": "Attribution-NonCommercial-ShareAlike License",
+                  "url": "http://creativecommons.org/licenses/by-nc-sa/2.0/"}]}
 _RAW_NOD_FLAGS = ("isnoisy", "isoutoffocus", "ismotionblur", "isheavilyoccluded", "isextreme",
                   "isbacklit", "istruncated", "isconfusing")
-
-
-def _coco_file(images, annotations, categories):
-    return {"info": _RAW_NOD_INFO, "licenses": _RAW_NOD_LICENSES, "images": images,
-            "categories": categories, "annotations": annotations}
 
 
 def write_raw_nod_dataset(root: str | Path, *, seed: int = 0, height: int = 384, width: int = 576,
                           sony: tuple = (96, 16, 16), nikon: tuple = (16, 16, 64),
                           light: tuple = (0.01, 0.05), iso: tuple = (1600, 6400)) -> Path:
-    """Write a RAW-NOD-format data set (``raw-nod-mini``) into ``root``.
-
-    Low-light DNGs of procedural street scenes (:func:`render_street_scene`) from a Sony
-    RX100 VII-like and a Nikon D750-like sensor, with annotations in RAW-NOD's exact COCO schema
-    and file names: ``annotations/Sony/raw_new_Sony_RX100m7_{train,val}.json``,
-    ``annotations/Sony/raw_str_labeled_new_Sony_RX100m7_test.json`` (int ids, per-box flags),
-    ``annotations/Nikon/raw_new_Nikon750_{train,val,test}.json`` (string ids; the test file lists
-    all 80 COCO categories and carries one zero-height box, as the real one does). Boxes are
-    integer ``[x, y, w, h]`` pixels of the full image. ``sony`` / ``nikon`` are the
-    (train, val, test) image counts; ``light`` the range of the green-channel exposure of a white
-    (well exposed ≈ 0.2); ``iso`` the ISO range (log-uniform).
-    """
+    """Write a RAW-NOD-format data set (``raw-nod-mini``) into ``root``: low-light DNGs of
+    :func:`render_street_scene` from RX100 VII- and D750-like sensors (``sony`` / ``nikon``: (train,
+    val, test) counts; ``light``, ``iso``: log-uniform ranges of the green level of a white and the
+    ISO) with RAW-NOD's annotation files, names and quirks (Sony test: int ids and per-box flags;
+    Nikon: string ids, its test file with 80 categories and one zero-height box)."""
     root = Path(root)
-    cats3 = [{"supercategory": s, "id": i, "name": n} for i, n, s in COCO_CATEGORIES[:3]]
-    cats80 = [{"supercategory": s, "id": i, "name": n} for i, n, s in COCO_CATEGORIES]
-    cameras = [
-        ("Sony", "SONY DSC-RX100M7", sony, "DSC{:05d}", "raw_new_Sony_RX100m7_{}.json",
-         "raw_str_labeled_new_Sony_RX100m7_test.json"),
-        ("Nikon", "NIKON D750", nikon, "DSC_{:04d}", "raw_new_Nikon750_{}.json",
-         "raw_new_Nikon750_test.json"),
-    ]
+    cats3, cats80 = ([{"supercategory": s, "id": i, "name": n} for i, n, s in COCO_CATEGORIES[:k]]
+                     for k in (3, len(COCO_CATEGORIES)))
+    cameras = [("Sony", "SONY DSC-RX100M7", sony, "DSC{:05d}", "raw_new_Sony_RX100m7_{}.json",
+                "raw_str_labeled_new_Sony_RX100m7_test.json"),
+               ("Nikon", "NIKON D750", nikon, "DSC_{:04d}", "raw_new_Nikon750_{}.json", "raw_new_Nikon750_test.json")]
     for cam_index, (folder, preset_name, counts, stem_fmt, json_fmt, test_json) in enumerate(cameras):
         sensor = preset(preset_name)
-        number = 1
         for split_index, (split, count) in enumerate(zip(("train", "val", "test"), counts)):
             images, annotations = [], []
             labelled_test = folder == "Sony" and split == "test"
             for k in range(count):
-                stem = stem_fmt.format(number)
-                number += 1
+                stem = stem_fmt.format(sum(counts[:split_index]) + k + 1)  # numbered across the splits
                 rng = np.random.default_rng([seed, cam_index, split_index, k])
                 scene, boxes, labels = render_street_scene(rng, height, width)
-                exposure = float(np.exp(rng.uniform(np.log(light[0]), np.log(light[1]))))
-                iso_k = float(np.exp(rng.uniform(np.log(iso[0]), np.log(iso[1]))))
-                bayer = render_raw(scene, sensor, exposure, iso_k, rng)
-                write_dng(root / folder / f"{stem}.dng", bayer, sensor, iso=iso_k,
-                          exposure_time=float(rng.choice([1 / 30, 1 / 60, 1 / 125])))
+                exposure, iso_k = _log_uniform(rng, light), _log_uniform(rng, iso)
+                write_dng(root / folder / f"{stem}.dng", render_raw(scene, sensor, exposure, iso_k, rng), sensor,
+                          iso=iso_k, exposure_time=float(rng.choice([1 / 30, 1 / 60, 1 / 125])))
                 image_id = len(images) + 100 if labelled_test else stem
                 images.append({"id": image_id, "width": width, "height": height,
                                "file_name": f"{stem}.dng", "license": 1})
@@ -636,32 +510,18 @@ def write_raw_nod_dataset(root: str | Path, *, seed: int = 0, height: int = 384,
                         ann.update({f: False for f in _RAW_NOD_FLAGS})
                         ann["islabeled"] = True
                     annotations.append(ann)
-            if folder == "Nikon" and split == "test" and images:
+            nikon_test = folder == "Nikon" and split == "test"
+            if nikon_test and images:
                 # The real Nikon test file holds one box of height 0 (DSC_0674); keep that quirk.
                 annotations.append({"image_id": images[0]["id"], "bbox": [width // 2, height // 2, 2, 0],
                                     "category_id": 1, "id": len(annotations), "iscrowd": 0, "area": 0})
-            name = test_json if split == "test" else json_fmt.format(split)
-            cats = cats80 if (folder == "Nikon" and split == "test") else cats3
-            out = root / "annotations" / folder / name
+            out = root / "annotations" / folder / (test_json if split == "test" else json_fmt.format(split))
             out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(json.dumps(_coco_file(images, annotations, cats)))
+            out.write_text(json.dumps({**_RAW_NOD_HEADER, "images": images,
+                                       "categories": cats80 if nikon_test else cats3,
+                                       "annotations": annotations}))
     return root
 
-
-# --------------------------------------------------------------------------- Zurich RAW-to-RGB
-
-# Huawei P20 (the phone of Zurich RAW-to-RGB: Sony Exmor IMX380, 12.3 MP, 1.55 µm pixels, 10-bit
-# raw). LibRaw lists the P20 by its model code EML-L09 but holds no colour matrix for it (phones
-# embed their own matrix in their DNGs), and the Zurich patches are PNG without metadata anyway,
-# so the preset borrows LibRaw's matrix of another stacked Sony Exmor RS sensor (the RX100 VII's).
-# It is kept out of PRESETS, whose cameras get their own matrix from LibRaw when their DNGs are
-# read: a DNG written with this preset would read back with no matrix at all.
-# Levels: 10-bit data with the usual 64 DN pedestal of Sony's 10-bit readout. Noise: a small pixel
-# (full well of a few thousand electrons).
-PHONE_PRESETS["HUAWEI EML-L09"] = SensorPreset(
-    make="HUAWEI", model="EML-L09", cfa="RGGB", bits=10, black_level=64, white_level=1023,
-    xyz_to_camera=PRESETS["SONY DSC-RX100M7"].xyz_to_camera,
-    base_iso=100, full_well_e=4_500.0, read_noise_e=1.8, read_noise_dn=0.6, raw_extension=".dng")
 
 #: the target camera's look in :func:`dslr_rendering`: white-balance gains (linear R, G, B), a
 #: saturation factor about the luminance, an exposure gain, and the strength of the S-curve
@@ -669,20 +529,9 @@ DSLR_LOOK = {"gains": (1.08, 1.0, 0.90), "saturation": 1.3, "exposure": 1.15, "c
 
 
 def dslr_rendering(scene_srgb: np.ndarray, look: dict = DSLR_LOOK) -> np.ndarray:
-    """Render a clean scene the way the synthetic "DSLR" of ``zurich-mini`` does: the target of
-    the phone raw, a different camera's colour and tone (the mapping PyNET has to learn).
-
-    In linear sRGB: warm white-balance gains, a saturation boost about the luminance (Rec. 709
-    weights), an exposure gain; then the sRGB transfer function and an S-shaped tone curve
-    ``y = x + c·x(1−x)(2x−1)`` (monotone for ``c ≤ 1``; slope ``1 + c/2`` at mid-grey, so more
-    contrast in the mid-tones and compressed shadows and highlights).
-
-    Args:
-        scene_srgb: ``H×W×3`` float in ``[0, 1]``.
-
-    Returns:
-        ``H×W×3`` float64 in ``[0, 1]``.
-    """
+    """The synthetic "DSLR" of ``zurich-mini`` (what PyNET learns), ``H×W×3`` float in ``[0, 1]`` →
+    float64 in ``[0, 1]``: in linear sRGB warm gains, a saturation boost about the Rec. 709 luminance,
+    an exposure gain; then the sRGB curve and the S-curve ``y = x + c·x(1−x)(2x−1)`` (``c ≤ 1``)."""
     linear = srgb_to_linear(scene_srgb) * np.asarray(look["gains"])
     luma = linear @ np.array([0.2126, 0.7152, 0.0722])
     linear = luma[..., None] + look["saturation"] * (linear - luma[..., None])
@@ -694,23 +543,10 @@ def dslr_rendering(scene_srgb: np.ndarray, look: dict = DSLR_LOOK) -> np.ndarray
 def write_zurich_dataset(root: str | Path, *, seed: int = 0, n_train: int = 400, n_test: int = 40,
                          train_size: int = 64, test_size: int = 192, camera: str = "HUAWEI EML-L09",
                          exposure: tuple = (0.45, 0.75), iso: tuple = (50, 400)) -> Path:
-    """Write a Zurich RAW-to-RGB-format data set (``zurich-mini``) into ``root``.
-
-    Layout and formats are the real data set's (as aiff22/PyNET-PyTorch ``load_data.py`` reads
-    it): ``<split>/huawei_raw/<i>.png`` — the phone's Bayer mosaic in raw digital numbers (black
-    level included, no metadata), 16-bit grey PNG — and ``<split>/canon/<i>.jpg`` — the target
-    photo, 8-bit RGB JPEG (quality 95, 4:2:2 chroma like a DSLR's JPEGs), the same size as the
-    mosaic and aligned with it; ``i`` counts from 0 in each of ``train`` and ``test``.
-
-    Each pair renders one clean scene (:func:`random_scene`) twice: through the phone sensor
-    (:func:`render_raw` with ``camera``, auto exposure drawn log-uniformly from ``exposure`` —
-    the green level of a white —, ISO log-uniform in ``iso``: moderate shot and read noise) and
-    through :func:`dslr_rendering` (noise-free, another colour and tone). Training patches are
-    ``train_size`` a side; test patches ``test_size`` (larger, so MS-SSIM can use its five
-    scales on whole patches). Same arguments, same bytes. Used by the PyNET study.
-    """
-    from PIL import Image
-
+    """Write a Zurich RAW-to-RGB-format data set (``zurich-mini``) into ``root``: ``<split>/huawei_raw/
+    <i>.png`` (the phone's mosaic in DN, 16-bit grey) and ``<split>/canon/<i>.jpg`` (the aligned target,
+    JPEG quality 95, 4:2:2): one :func:`random_scene` through :func:`render_raw` (green level of a
+    white and ISO log-uniform in ``exposure`` / ``iso``) and through :func:`dslr_rendering`."""
     sensor = preset(camera)
     root = Path(root)
     for split_index, (split, count, size) in enumerate((("train", n_train, train_size),
@@ -722,10 +558,9 @@ def write_zurich_dataset(root: str | Path, *, seed: int = 0, n_train: int = 400,
         for i in range(count):
             rng = np.random.default_rng([seed, split_index, i])
             scene = random_scene(rng, size, size)
-            level = float(np.exp(rng.uniform(np.log(exposure[0]), np.log(exposure[1]))))
-            iso_i = float(np.exp(rng.uniform(np.log(iso[0]), np.log(iso[1]))))
-            bayer = render_raw(scene, sensor, level, iso_i, rng)
-            Image.fromarray(bayer).save(root / split / "huawei_raw" / f"{i}.png")
+            level, iso_i = _log_uniform(rng, exposure), _log_uniform(rng, iso)
+            Image.fromarray(render_raw(scene, sensor, level, iso_i, rng)).save(
+                root / split / "huawei_raw" / f"{i}.png")
             target = np.round(dslr_rendering(scene) * 255).astype(np.uint8)
             Image.fromarray(target).save(root / split / "canon" / f"{i}.jpg", quality=95,
                                          subsampling="4:2:2")

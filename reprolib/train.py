@@ -21,8 +21,15 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
-__all__ = ["seed_everything", "TrainConfig", "History", "train", "load_checkpoint"]
+__all__ = ["seed_everything", "epoch_batch", "STREAMS", "TrainConfig", "History", "train", "load_checkpoint"]
+
+#: the random streams of the studies' batch and crop draws: each draw seeds
+#: ``np.random.default_rng([seed, stream, …])``, so a step's batch is a function of the step alone.
+#: PyNET uses its level (0–5) as the stream of its epoch order.
+STREAMS = {"sid_crop": 0, "sid_epoch_order": 1, "mini_detector": 2, "genisp_epoch_order": 3,
+           "genisp_augmentation": 4}
 
 
 def seed_everything(seed: int, deterministic: bool = True) -> None:
@@ -33,6 +40,26 @@ def seed_everything(seed: int, deterministic: bool = True) -> None:
     if deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+
+def epoch_batch(n: int, batch: int, seed: int, stream: int, step: int, drop_last: bool = True) -> np.ndarray:
+    """The data indices of ``step``'s batch: the one resumable sampler of every study.
+
+    Epoch ``e`` visits ``default_rng([seed, stream, e]).permutation(n)`` in slices of ``batch``.
+    With ``drop_last`` an epoch has ``n // batch`` steps (as ``DataLoader(shuffle=True,
+    drop_last=True)``); without, ``ceil(n / batch)``, the last slice wrapping round to the epoch's
+    first items. A function of the step alone, so a resumed run replays the same batches.
+
+    Returns:
+        ``int64`` array of ``batch`` indices in ``[0, n)``.
+
+    >>> epoch_batch(5, 2, seed=0, stream=1, step=0).shape
+    (2,)
+    """
+    per_epoch = n // batch if drop_last else math.ceil(n / batch)
+    epoch, k = divmod(step, per_epoch)
+    order = np.random.default_rng([seed, stream, epoch]).permutation(n)
+    return order[(k * batch + np.arange(batch)) % n]
 
 
 @dataclass
@@ -130,8 +157,6 @@ def train(model: torch.nn.Module, batch_fn: Callable[[int], Any],
     Returns:
         The :class:`History` (curves of loss and metrics).
     """
-    from tqdm.auto import tqdm
-
     params = [p for p in (parameters if parameters is not None else model.parameters()) if p.requires_grad]
     opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     history = History()

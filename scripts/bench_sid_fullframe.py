@@ -4,7 +4,7 @@ Writes a synthetic Sony α7S II pair at the real frame size (4256×2848 raw; DNG
 Make/Model, black 512, white 16383) into a temporary folder, then runs, each in a fresh child
 process (so the peak resident memory is that of the job alone):
 
-* read → pack (R,G,B,G, ×ratio, clip) → tiled inference of the SID U-Net (``sid_study.infer_tiled``);
+* read → pack (R,G,B,G, ×ratio, clip) → tiled inference of the SID U-Net (``reprolib.evaluate.infer_tiled``);
 * the same without tiles (the whole 1×4×1424×2128 packed frame at once), unless ``--no-untiled``;
 
 and reports, for each: seconds per stage and peak RSS (``ru_maxrss`` of the child, interpreter and
@@ -60,7 +60,7 @@ def child(args) -> None:
     """One inference job; prints a JSON line with the timings and the peak RSS."""
     import torch
 
-    from reprolib import raw, sid_study
+    from reprolib import data, evaluate, raw
     from reprolib.models.sid_unet import SIDUNet
 
     if args.threads:
@@ -75,14 +75,14 @@ def child(args) -> None:
     frame = raw.read(args.short)
     times["read_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    x = torch.from_numpy(sid_study.model_input(frame.mosaic, frame.cfa, RATIO))[None]
+    x = torch.from_numpy(data.model_input(frame.mosaic, frame.cfa, RATIO))[None]
     del frame
     times["pack_s"] = time.perf_counter() - t
     t = time.perf_counter()
     if args.mode == "tiled":
-        y = sid_study.infer_tiled(model, x, tile=args.tile, overlap=args.overlap)
+        y = evaluate.infer_tiled(model, x, tile=args.tile, overlap=args.overlap)
     else:
-        y = sid_study.infer(model, x)
+        y = evaluate.infer(model, x)
     times["inference_s"] = time.perf_counter() - t
     np.save(args.output, y[0].clamp(0, 1).numpy())
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -130,7 +130,7 @@ def main() -> None:
 
     import torch
 
-    from reprolib import metrics, sid_study
+    from reprolib import data, metrics
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -147,7 +147,7 @@ def main() -> None:
             r = results[mode]
             print(f"{mode:8s}: read {r['read_s']:.1f} s, pack {r['pack_s']:.2f} s, inference {r['inference_s']:.1f} s, "
                   f"peak RSS {r['peak_rss_gb']:.2f} GB ({r['threads']} threads; child wall time {r['wall_s']:.1f} s)")
-        gt = torch.from_numpy(sid_study.render_ground_truth(long_).transpose(2, 0, 1).astype(np.float32) / 65535)[None]
+        gt = torch.from_numpy(data.render_ground_truth(long_).transpose(2, 0, 1).astype(np.float32) / 65535)[None]
         outputs = {m: torch.from_numpy(np.load(tmp / f"{m}.npy"))[None] for m in modes}
         for m, y in outputs.items():
             results[m]["psnr_vs_ground_truth"] = metrics.psnr(y, gt).item()

@@ -74,3 +74,30 @@ def test_full_runs_are_listed_on_their_chapter(reprobook, tmp_path, monkeypatch)
     assert len(runs) == 1 and runs[0]["profile"] == "full"
     text = reprobook._other_runs_note(runs).astext()
     assert "SID U-Net · PSNR (dB): 28.1" in text and "profile full" in text
+
+
+def test_pages_that_read_the_records_are_in_the_book_and_reread_on_every_build(reprobook):
+    pages = {p.stem for p in (REPO / "book").glob("*.md") if "load_records" in p.read_text()}
+    assert {"report", "scoreboard", "runs"} <= pages
+    assert pages <= set(reprobook.ALWAYS_REREAD), "a page showing results/ would be served from the cache"
+    toc = (REPO / "book" / "_toc.yml").read_text()
+    assert "root: report" in toc and all(f"file: {page}" in toc for page in pages - {"report"})
+
+
+def test_config_cites_only_files_that_exist():
+    import re
+
+    cited = re.findall(r"book/[\w/.]+\.\w+", (REPO / "_config.yml").read_text())
+    assert [c for c in cited if not (REPO / c).exists()] == []
+
+
+def test_the_scoreboard_page_has_a_section_per_study():
+    from reprolib import report
+
+    page = (REPO / "book" / "scoreboard.md").read_text()
+    for name, title in report.STUDY_TITLES.items():
+        assert f'study_table("{name}")' in page, f"scoreboard.md has no table for {name}"
+        assert f"## {title.replace('*', chr(92) + '*')}" in page, f"scoreboard.md has no heading {title!r}"
+    notebooks = {p.stem for p in (REPO / "notebooks").glob("*.ipynb")}
+    assert notebooks <= set(report.STUDY_TITLES), "a study notebook without a title (report.STUDY_TITLES)"
+    assert {study for study, _ in report.CLAIMS.values()} <= notebooks, "a claim whose evidence chapter is missing"

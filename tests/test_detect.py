@@ -87,6 +87,26 @@ def test_full_retinanet_plumbing_and_coco_state_dict_loading(tmp_path):
     assert isinstance(model.backbone.body.bn1, FrozenBatchNorm2d)
 
 
+def test_coco_weights_a_file_as_given_a_folder_through_the_manifest(tmp_path, monkeypatch):
+    path = tmp_path / "coco.pth"
+    assert detect.coco_weights(str(path)) == path
+    seen = []
+    monkeypatch.setattr(detect.data, "prepare", lambda name, root=None: seen.append((name, root)) or tmp_path)
+    expected = tmp_path / detect.data.entry("retinanet-resnet50-fpn-v2-coco")["layout"][0]["path"]
+    assert detect.coco_weights(tmp_path) == expected and detect.coco_weights("") == expected
+    assert seen == [("retinanet-resnet50-fpn-v2-coco", tmp_path), ("retinanet-resnet50-fpn-v2-coco", None)]
+
+
+def test_weights_digest_follows_every_weight_and_statistic():
+    torch.manual_seed(0)
+    a = detect.freeze(detect.mini_retinanet(32, 64))
+    torch.manual_seed(0)
+    b = detect.freeze(detect.mini_retinanet(32, 64))
+    assert detect.weights_digest(a) == detect.weights_digest(b) and len(detect.weights_digest(a)) == 16
+    b.backbone.body.stem[1].running_mean[0] += 1e-3  # a frozen statistic
+    assert detect.weights_digest(a) != detect.weights_digest(b)
+
+
 def test_average_precision_perfect_and_wrong_and_foreign_classes():
     gt = [{"boxes": torch.tensor([[10.0, 10.0, 50.0, 80.0], [60.0, 20.0, 90.0, 40.0]]),
            "labels": torch.tensor([1, 3])}]
@@ -108,6 +128,7 @@ def test_config_key_depends_on_the_configuration():
     assert a.key() == detect.MiniDetectorConfig().key()
     assert a.key() != detect.MiniDetectorConfig(steps=a.steps + 1).key()
     assert a.key() != detect.MiniDetectorConfig(seed=1).key()
+    assert a.key() == detect.MiniDetectorConfig(test_images=3).key()  # the test does not change the weights
 
 
 def test_well_lit_scenes_are_seeded():
@@ -132,3 +153,9 @@ def test_pretrained_mini_detector_is_cached_and_frozen(tmp_path):
     for (k, v), (k2, v2) in zip(model.state_dict().items(), again.state_dict().items()):
         assert k == k2 and torch.equal(v, v2)
     assert info2["well_lit"] == info["well_lit"]
+    # another well-lit test of the same weights: loaded, not retrained, and scored on the new scenes
+    more = detect.MiniDetectorConfig(**{**cfg.__dict__, "test_images": 3})
+    again, info3 = detect.pretrain_mini_detector(more, cache=tmp_path, progress=False)
+    assert info3["cached"] and info3["config"]["test_images"] == 3 and info3["curves"] == info["curves"]
+    images, targets = detect.well_lit_scenes(cfg.seed, 1, 3, cfg.height, cfg.width)
+    assert info3["well_lit"] == detect.average_precision(detect.detect(again, [im.float() / 255 for im in images]), targets)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from reprolib import data, detect, raw, study, synth
+from reprolib import data, detect, evaluate, raw, study, synth, train
 from reprolib import genisp_study as gs
 
 # RAW-NOD split sizes counted from the authors' annotation files (../shared/fixtures/MANIFEST.md)
@@ -62,18 +62,17 @@ def test_preprocess_sizes_and_kinds(tmp_path):
         gs.preprocess(frame, "srgb", 32, 64)
 
 
-def test_resize_keep_aspect_follows_the_keras_retinanet_rule():
-    nikon_packed = torch.rand(3, 1312, 1968)  # a D750 frame 2624×3936, packed
-    assert gs.resize_keep_aspect(nikon_packed, 800, 1333).shape == (3, 800, 1200)
-    x = torch.rand(3, 192, 288)
-    assert gs.resize_keep_aspect(x, 192, 320) is x  # the miniature's rule keeps its size
-
-
 def test_real_annotations_split_counts(fixtures):
     root = fixtures / "raw-nod"
     for (camera, split), n in REAL_COUNTS.items():
         _, json_path = data.raw_nod_paths(root, camera, split)
         assert len(data.read_raw_nod(json_path)) == n, (camera, split)
+    table = data.split_table(root)
+    assert {key: int(table.loc[key, "images"]) for key in REAL_COUNTS} == REAL_COUNTS
+    assert table.loc[("Nikon", "test"), "degenerate boxes dropped"] == 1  # the zero-height box of DSC_0674
+    assert table.loc[("Sony", "train"), "used here"] == "GenISP training"
+    assert table.loc[("Nikon", "test"), "used here"] == "Table 1 (unseen camera)"
+    assert table.loc[("Sony", "val"), "used here"] == "-"
 
 
 def test_real_box_scaled_into_the_800x1200_image(fixtures):
@@ -92,7 +91,7 @@ def test_real_box_scaled_into_the_800x1200_image(fixtures):
     item = next(im for im in annotations.images if im.id == ann["image_id"])
     target = {"boxes": torch.from_numpy(item.boxes), "labels": torch.from_numpy(item.labels),
               "image_size": (item.height, item.width)}
-    scaled = gs.scale_target(target, size)
+    scaled = data.scale_target(target, size)
     match = (scaled["boxes"] - expected).abs().max(dim=1).values.argmin()
     torch.testing.assert_close(scaled["boxes"][match], expected[0], atol=1e-3, rtol=0)
     assert annotations.dropped == 1  # the zero-height box of DSC_0674
@@ -138,6 +137,8 @@ def test_raw_nod_inputs_scale_boxes_with_packing(tiny_root):
     assert image.shape == (3, 32, 48) and target["size"] == (32, 48)
     torch.testing.assert_close(target["boxes"], torch.from_numpy(annotations.images[0].boxes) / 2)
     assert inputs[0][0] is image  # kept in memory
+    streamed = gs.RawNODInputs(tiny_root, "Sony", "train", kind="xyz", min_side=32, max_side=64)
+    assert streamed[0][0] is not streamed[0][0] and torch.equal(streamed[0][0], image)
 
 
 def test_step_batches_are_deterministic_and_cover_each_epoch(tiny_root):
@@ -145,6 +146,8 @@ def test_step_batches_are_deterministic_and_cover_each_epoch(tiny_root):
     batches = gs.StepBatches(inputs, batch_size=4, seed=3, steps=6)
     assert batches.steps_per_epoch == 2
     assert sorted(np.concatenate([batches.indices(0), batches.indices(1)])) == list(range(8))
+    for step in range(6):  # the shared sampler, on the GenISP epoch-order stream
+        assert np.array_equal(batches.indices(step), train.epoch_batch(8, 4, 3, train.STREAMS["genisp_epoch_order"], step))
     a, b = batches(5), gs.StepBatches(inputs, batch_size=4, seed=3, steps=6)(5)
     assert all(torch.equal(x, y) for x, y in zip(a[0], b[0]))
     assert not all(torch.equal(x, y) for x, y in zip(a[0], batches(4)[0]))
@@ -189,14 +192,16 @@ def test_train_genisp_refuses_an_unfrozen_detector(tiny_root):
         gs.train_genisp(detect.mini_retinanet(32, 64), inputs, epochs=1, batch_size=4, progress=False)
 
 
-def test_evaluate_row_reports_ap_and_input_statistics(tiny_root):
+def test_detection_row_on_a_genisp_row(tiny_root):
     torch.manual_seed(0)
     detector = detect.freeze(detect.mini_retinanet(32, 64))
     test = gs.RawNODInputs(tiny_root, "Nikon", "test", kind="raw", min_side=32, max_side=64)
-    r = gs.evaluate_row(detector, test, keep=2)
+    r = evaluate.detection_row(detector, test, keep=2)
     assert set(r) >= {"AP", "AP50", "AP75", "input_mean", "input_std", "examples", "predictions"}
     assert len(r["predictions"]) == len(test) and len(r["examples"]) == 2
     assert 0 < r["input_mean"] < 0.2  # dark raw, fed as it is
+    table = gs.results_table({"raw": r}, [row for row in gs.ROWS if row[0] == "raw"])
+    assert table.iloc[0]["AP"] == r["AP"] and table.iloc[0]["input mean"] == r["input_mean"]
 
 
 def test_parameters_resolve_for_every_profile_and_reject_unknown_names():
@@ -210,6 +215,26 @@ def test_parameters_resolve_for_every_profile_and_reject_unknown_names():
         study.resolve_parameters("genisp", {"profile": "mini", "epoch": 3}, gs.PARAMETERS)
     with pytest.raises(ValueError, match="detector"):
         study.resolve_parameters("genisp", {"profile": "mini", "detector": "yolo"}, gs.PARAMETERS)
+    for bad in ({"device": "gpu0"}, {"epochs": 0}, {"gray_world_weight": -1.0}, {"num_workers": -1}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            study.resolve_parameters("genisp", {"profile": "mini", **bad}, gs.PARAMETERS)
+
+
+def test_mini_detector_below_the_well_lit_bar_stops_the_run(tiny_root, monkeypatch):
+    seen = {}
+
+    def fake_pretrain(cfg):
+        seen["cfg"] = cfg
+        return detect.freeze(detect.mini_retinanet(cfg.min_size, cfg.max_size)), {"well_lit": {"AP50": 0.2}}
+
+    monkeypatch.setattr(detect, "pretrain_mini_detector", fake_pretrain)
+    P = study.resolve_parameters("genisp", {"profile": "smoke", "min_well_lit_ap50": 0.5}, gs.PARAMETERS)
+    with pytest.raises(RuntimeError, match="well-lit AP50"):
+        gs.build_detector(tiny_root, P)
+    # its scenes have the size the pipeline feeds it: the packed 32×48 training images resized by 64/128
+    assert (seen["cfg"].height, seen["cfg"].width, seen["cfg"].steps) == (64, 96, 10)
+    detector, info = gs.build_detector(tiny_root, {**P, "min_well_lit_ap50": 0.1})
+    assert detect.is_frozen(detector) and info["well_lit"]["AP50"] == 0.2
 
 
 def test_table_rows_follow_the_switches():

@@ -27,10 +27,15 @@ def test_source_is_stripped_and_has_a_parameters_cell(path):
         f"{path.name}: the first code cell must be tagged 'parameters'"
     import ast
 
-    tree = ast.parse("".join(first["source"]))
+    source = "".join(first["source"])
+    tree = ast.parse(source)
     for node in tree.body:  # plain literals only
         assert isinstance(node, ast.Assign), f"{path.name}: parameters cell holds only assignments"
         ast.literal_eval(node.value)
+    assert "#" not in source, f"{path.name}: the parameters' help lives once, in the study's parameter table"
+    second = "".join(code[1]["source"])
+    assert "study.start(" in second and "study.parameter_frame(" in second, \
+        f"{path.name}: the second cell validates with study.start and shows study.parameter_frame"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -48,8 +53,20 @@ def test_smoke_run(path, tmp_path, monkeypatch):
     assert records, f"{path.name}: the smoke run wrote no run record"
     rec = json.loads(records[0].read_text())
     assert rec["profile"] == "smoke" and rec["metrics"]
+    _check_claims(rec)
     _check_glued_numbers(path, out)
     print(f"{path.name}: smoke run {seconds:.1f} s")
+
+
+def _check_claims(rec):
+    """A study that tests one of the papers' claims records a verdict on it (the front page reads it)."""
+    from reprolib import report
+
+    expected = {c for c, (study, _) in report.CLAIMS.items() if study == rec["study"]}
+    got = {c["claim"]: c for c in rec.get("claims", [])}
+    assert expected <= set(got), f"{rec['study']}: no verdict recorded for {sorted(expected - set(got))}"
+    for c in got.values():
+        assert c["verdict"] in report.VERDICTS and c["measure"], c
 
 
 def _check_glued_numbers(source, executed):
@@ -66,6 +83,9 @@ def _check_glued_numbers(source, executed):
             if name:
                 glued[name] = o["data"].get("application/papermill.record/text/plain", "")
     assert formatted <= set(glued), f"{source.name}: formatted but never glued: {sorted(formatted - set(glued))}"
+    referenced = {m.group(1) for c in _cells(source) if c["cell_type"] == "markdown"
+                  for m in re.finditer(r"\{glue:text\}`([A-Za-z0-9_]+)[:`]", "".join(c["source"]))}
+    assert referenced <= set(glued), f"{source.name}: referenced but never glued: {sorted(referenced - set(glued))}"
     for name in formatted:
         try:
             float(glued[name])

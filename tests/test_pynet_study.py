@@ -1,5 +1,6 @@
 """PyNET study: the Zurich RAW-to-RGB format (packing, scaling, layout, the synthetic writer), the
-naive rendering, the official MS-SSIM and losses, the level plan and level-wise training."""
+naive rendering, the parameters, the level plan, shared checkpoints and level-wise training. PyNET's
+metrics and losses are tested in ``test_metrics_losses.py``."""
 import hashlib
 
 import numpy as np
@@ -7,8 +8,9 @@ import pytest
 import torch
 from PIL import Image
 
-from reprolib import data, raw, study, synth
+from reprolib import data, metrics, raw, study, synth, train
 from reprolib import pynet_study as ps
+from reprolib.data import ZurichRawToRGB, pack_zurich, read_zurich_raw
 
 
 def _sha(path):
@@ -23,23 +25,46 @@ def zurich(tmp_path_factory):
 
 # ------------------------------------------------------------------------------ format
 
+def _official_pack(mosaic):
+    """The official ``extract_bayer_channels``: slices ``[1::2,1::2], [0::2,1::2], [0::2,0::2], [1::2,0::2]``
+    (B, Gb, R, Gr of the P20's R G / G B tile), float32 / 1020 — as this library packed before it used raw.pack."""
+    planes = [mosaic[..., dy::2, dx::2] for dy, dx in ((1, 1), (0, 1), (0, 0), (1, 0))]
+    return np.stack(planes, axis=-3).astype(np.float32) / np.float32(4 * 255)
+
+
 def test_pack_zurich_uses_the_official_slice_order_and_scale():
     mosaic = np.arange(8 * 6, dtype=np.uint16).reshape(8, 6) * 20
-    packed = ps.pack_zurich(mosaic)
+    packed = pack_zurich(mosaic)
     assert packed.shape == (4, 4, 3) and packed.dtype == np.float32
     expected = [mosaic[1::2, 1::2], mosaic[0::2, 1::2], mosaic[0::2, 0::2], mosaic[1::2, 0::2]]
     for channel, plane in zip(packed, expected):
         np.testing.assert_array_equal(channel, plane.astype(np.float32) / 1020)
-    # the same as the generic packer in the order B, G(red row), R, G(blue row) of an RGGB tile
-    np.testing.assert_array_equal(packed * 1020, raw.pack(mosaic, "RGGB", "BGRG").astype(np.float32))
-    # torch gives the same numbers; a 10-bit white is not clipped
-    np.testing.assert_array_equal(ps.pack_zurich(torch.from_numpy(mosaic.astype(np.int32))).numpy(), packed)
-    assert ps.pack_zurich(np.full((2, 2), 1023, np.uint16)).max() > 1.0
+    assert pack_zurich(np.full((2, 2), 1023, np.uint16)).max() > 1.0  # a 10-bit white is not clipped
+
+
+@pytest.mark.parametrize("shape", [(8, 6), (3, 16, 12), (2, 2, 64, 64)])
+def test_pack_zurich_is_raw_pack_over_1020_bit_for_bit(shape):
+    rng = np.random.default_rng(sum(shape))
+    mosaic = rng.integers(0, 65536, size=shape, dtype=np.uint16)
+    packed = pack_zurich(mosaic)
+    assert packed.dtype == np.float32 and packed.shape == (*shape[:-2], 4, shape[-2] // 2, shape[-1] // 2)
+    bits = packed.view(np.uint32)
+    np.testing.assert_array_equal(bits, _official_pack(mosaic).view(np.uint32))
+    # numpy: raw.pack keeps uint16, and uint16 / 1020 would be float64: the float32 cast comes first
+    assert (raw.pack(mosaic, "RGGB", "BGRG") / 1020).dtype == np.float64
+    np.testing.assert_array_equal(bits, (raw.pack(mosaic, "RGGB", "BGRG").astype(np.float32) / 1020).view(np.uint32))
+    # torch: raw.pack(m, "RGGB", "BGRG") / 1020 as it stands is float32 and the same bits
+    for dtype in (torch.uint16, torch.int32, torch.int64):
+        m = torch.from_numpy(mosaic.astype(np.int64)).to(dtype)
+        out = pack_zurich(m)
+        assert out.dtype == torch.float32
+        np.testing.assert_array_equal(out.numpy().view(np.uint32), bits)
+        np.testing.assert_array_equal((raw.pack(m, "RGGB", "BGRG") / 1020).numpy().view(np.uint32), bits)
 
 
 def test_pack_zurich_rejects_odd_sides():
     with pytest.raises(ValueError, match="even"):
-        ps.pack_zurich(np.zeros((5, 4), np.uint16))
+        pack_zurich(np.zeros((5, 4), np.uint16))
 
 
 def test_writer_layout_and_formats(zurich):
@@ -51,7 +76,7 @@ def test_writer_layout_and_formats(zurich):
         assert im.mode == "I;16" and im.size == (64, 64)
     with Image.open(zurich / "train" / "canon" / "0.jpg") as im:
         assert im.format == "JPEG" and im.mode == "RGB" and im.size == (64, 64)
-    mosaic = ps.read_zurich_raw(zurich / "train" / "huawei_raw" / "0.png")
+    mosaic = read_zurich_raw(zurich / "train" / "huawei_raw" / "0.png")
     sensor = synth.preset("HUAWEI EML-L09")
     assert mosaic.dtype == np.uint16 and mosaic.max() <= sensor.white_level
     # the black level is in the data (no subtraction): dark pixels sit around 64, not 0
@@ -77,7 +102,7 @@ def test_target_is_a_different_rendering_than_the_scene():
 
 
 def test_dataset_items_and_levels(zurich):
-    train_set = ps.ZurichRawToRGB(zurich, "train")
+    train_set = ZurichRawToRGB(zurich, "train")
     assert len(train_set) == 4
     x, y = train_set[1]
     assert x.shape == (4, 32, 32) and y.shape == (3, 64, 64) and x.dtype == y.dtype == torch.float32
@@ -89,22 +114,24 @@ def test_dataset_items_and_levels(zurich):
     np.testing.assert_allclose(train_set[1][1].numpy(), ref, atol=1e-6)
     xb, yb = train_set.batch([0, 3])
     assert xb.shape == (2, 4, 32, 32) and yb.shape == (2, 3, 16, 16)
-    assert ps.check_sizes(train_set) == 32
+    assert train_set.raw(0).shape == (4, 32, 32)
 
 
 def test_dataset_layout_errors(zurich, tmp_path):
-    with pytest.raises(ValueError, match="split"):
-        ps.ZurichRawToRGB(zurich, "val")
+    with pytest.raises(data.DataMissingError, match="val"):
+        ZurichRawToRGB(zurich, "val")
+    with pytest.raises(ValueError, match="level"):
+        ZurichRawToRGB(zurich, "test", level=6)
     (tmp_path / "test" / "huawei_raw").mkdir(parents=True)
     (tmp_path / "test" / "canon").mkdir(parents=True)
     Image.fromarray(np.zeros((4, 4), np.uint16)).save(tmp_path / "test" / "huawei_raw" / "1.png")
     with pytest.raises(data.DataMissingError, match="0 … N−1"):
-        ps.ZurichRawToRGB(tmp_path, "test")
+        ZurichRawToRGB(tmp_path, "test")
     with pytest.raises(IndexError):
-        ps.ZurichRawToRGB(zurich, "test")[5]
+        ZurichRawToRGB(zurich, "test")[5]
 
 
-# ------------------------------------------------------------------------------ baseline, metrics, losses
+# ------------------------------------------------------------------------------ baseline
 
 def test_naive_rendering_gray_world_and_size():
     tile = torch.tensor([300.0, 500.0, 200.0, 500.0]).view(1, 4, 1, 1) / 1020  # B, G, R, G
@@ -115,61 +142,19 @@ def test_naive_rendering_gray_world_and_size():
     assert torch.allclose(means, means[1].expand(3), rtol=1e-3)  # a neutral result
 
 
-def test_ms_ssim_official_properties():
-    g = torch.Generator().manual_seed(0)
-    a = torch.rand(2, 3, 192, 192, generator=g)
-    b = (a + 0.1 * torch.randn(a.shape, generator=g)).clamp(0, 1)
-    assert torch.allclose(ps.ms_ssim_official(a, a), torch.ones(2), atol=1e-5)
-    ours = ps.ms_ssim_official(a, b)
-    assert ours.shape == (2,) and (ours < 0.99).all()
-    from reprolib import metrics
-    assert torch.allclose(ours, metrics.ms_ssim(b, a), atol=0.03)  # same measure, other conventions
-    # whole-batch reduction equals the per-image value for one image; small patches still work
-    assert torch.allclose(ps.ms_ssim_official(a[:1], b[:1], reduction="batch"), ours[0])
-    small = ps.ms_ssim_official(a[:, :, :64, :64], b[:, :, :64, :64], normalize="relu")
-    assert torch.isfinite(small).all()
+def test_parameter_counts_of_the_widths():
+    from reprolib.models.pynet import PyNET
+
+    with torch.device("meta"):
+        counts = [sum(p.numel() for p in PyNET(width=w).parameters()) for w in (1.0, 0.125, 0.25)]
+    assert counts == [47_554_738, 750_750, 2_985_370]
 
 
-def test_pynet_loss_per_level():
-    g = torch.Generator().manual_seed(1)
-    pred, target = torch.rand(2, 3, 64, 64, generator=g), torch.rand(2, 3, 64, 64, generator=g)
-    mse = torch.nn.functional.mse_loss(pred, target)
-    assert torch.allclose(ps.pynet_loss(5, pred, target), mse)
-    assert torch.allclose(ps.pynet_loss(4, pred, target), mse)
-    assert torch.allclose(ps.pynet_loss(2, pred, target), 10 * mse)
-    ms = ps.ms_ssim_official(pred, target, normalize="relu", reduction="batch")
-    assert torch.allclose(ps.pynet_loss(0, pred, target), mse + 0.4 * (1 - ms))
-    net = ps.content_network("vgg19-random", seed=0)
-    with_content = ps.pynet_loss(1, pred, target, net)
-    assert with_content > 10 * mse
-    # relu5_4 is empty below 16 px: the term is left out rather than failing
-    assert torch.allclose(ps.pynet_loss(3, pred[..., :8, :8], target[..., :8, :8], net),
-                          10 * torch.nn.functional.mse_loss(pred[..., :8, :8], target[..., :8, :8]))
+def test_claim_verdict_follows_the_sign_of_the_gain():
+    from reprolib import report
 
-
-def test_content_network_kinds(tmp_path):
-    assert ps.content_network("none") is None
-    with pytest.raises(ValueError, match="content loss"):
-        ps.content_network("vgg16")
-    with pytest.raises(ValueError, match="weights"):
-        ps.content_network("vgg19-imagenet")
-    a, b = ps.content_network("vgg19-random", seed=5), ps.content_network("vgg19-random", seed=5)
-    x = torch.rand(1, 3, 32, 32)
-    fa = a(x)
-    assert fa.shape == (1, 512, 2, 2) and torch.equal(fa, b(x))
-    assert not any(p.requires_grad for p in a.parameters())
-    # an ImageNet-format state dict (torchvision keys, classifier included) loads into the features
-    state = {f"features.{k}": v * 0.5 for k, v in a.features.state_dict().items()}
-    state["classifier.0.weight"] = torch.zeros(1)
-    torch.save(state, tmp_path / "vgg19.pth")
-    c = ps.content_network("vgg19-imagenet", tmp_path / "vgg19.pth")
-    assert torch.equal(c.features[0].weight, a.features[0].weight * 0.5)
-
-
-def test_parameter_counts():
-    assert ps.parameter_count(1.0) == 47_554_738
-    assert ps.parameter_count(0.125) == 750_750
-    assert ps.parameter_count(0.25) == 2_985_370
+    assert report.claim("pynet/beats-naive", 1.2, "dB")["verdict"] == "holds"
+    assert report.claim("pynet/beats-naive", -10.7569, "dB")["verdict"] == "does not hold"
 
 
 # ------------------------------------------------------------------------------ parameters, plan, training
@@ -189,11 +174,22 @@ def test_parameters_full_profile_is_the_official_setting():
         ps.level_plan({**P, "batch_size": [5] * 6}, 4)
 
 
-def test_batches_are_epoch_shuffles():
-    seen = np.concatenate([ps._batch_indices(10, 3, 0, 5, s) for s in range(3)])
-    assert len(set(seen.tolist())) == 9                      # one epoch: no repeats, last partial dropped
-    np.testing.assert_array_equal(ps._batch_indices(10, 3, 0, 5, 4), ps._batch_indices(10, 3, 0, 5, 4))
-    assert not np.array_equal(ps._batch_indices(10, 3, 0, 5, 0), ps._batch_indices(10, 3, 0, 4, 0))
+def test_checkpoint_key_is_what_changes_the_weights(tmp_path, monkeypatch):
+    monkeypatch.setenv("REPROLIB_RESULTS", str(tmp_path))
+    P = study.resolve_parameters("pynet", {"profile": "smoke"}, ps.PARAMETERS)
+    plan = ps.level_plan(P, 16)
+    path, key = ps.level_checkpoint(P, plan, 3, "fp")
+    assert path.parent == tmp_path / "pynet_shared" and path.name.startswith("level3-")
+    # device, data_root, the grid and the ablation list do not change the chain's weights
+    for change in ({"device": "meta"}, {"data_root": "/elsewhere"}, {"grid": 5}, {"ablation": []}):
+        assert ps.level_checkpoint({**P, **change}, plan, 3, "fp") == (path, key)
+    # the data, width, content term, a coarser level's steps and the per-level test patches do
+    assert ps.level_checkpoint(P, plan, 3, "other data")[1] != key
+    for change in ({"width": 0.25}, {"content_loss": "vgg19-random"}, {"eval_patches": 3}, {"lr": 1e-3}):
+        assert ps.level_checkpoint({**P, **change}, plan, 3, "fp")[1] != key
+    assert ps.level_checkpoint(P, {**plan, 5: {**plan[5], "steps": 3}}, 3, "fp")[1] != key
+    assert ps.level_checkpoint(P, {**plan, 2: {**plan[2], "steps": 3}}, 3, "fp")[1] == key  # finer: no
+    assert ps.level_checkpoint(P, plan, 1, "fp", "vgg19-random")[1] != ps.level_checkpoint(P, plan, 1, "fp")[1]
 
 
 def test_level_wise_training_runs_and_resumes(zurich, tmp_path, monkeypatch):
@@ -202,29 +198,31 @@ def test_level_wise_training_runs_and_resumes(zurich, tmp_path, monkeypatch):
     monkeypatch.setenv("REPROLIB_RESULTS", str(tmp_path / "results"))
     P = study.resolve_parameters("pynet", {"profile": "smoke", "steps": [1] * 6, "batch_size": [2] * 6},
                                  ps.PARAMETERS)
-    run = study.Run("pynet", P)
-    train_set, test_set = ps.ZurichRawToRGB(zurich, "train"), ps.ZurichRawToRGB(zurich, "test")
+    train_set, test_set = ZurichRawToRGB(zurich, "train"), ZurichRawToRGB(zurich, "test")
+    plan = ps.level_plan(P, len(train_set))
     torch.manual_seed(0)
     model = PyNET(level=5, width=P["width"])
-    histories = ps.train_levels(model, train_set, test_set, P, run, None, "fp")
+    histories = ps.train_levels(model, train_set, test_set, P, None, "fp")
     assert list(histories) == [5, 4, 3, 2, 1, 0] and model.level == 0
     assert all(h.last("test_psnr") is not None for h in histories.values())
-    assert all(run.path(f"pynet_level_{lv}.pt").is_file() for lv in histories)
+    paths = {lv: ps.level_checkpoint(P, plan, lv, "fp")[0] for lv in histories}
+    assert all(p.is_file() for p in paths.values()) and len(set(paths.values())) == 6
     # each level starts from the previous level's final weights
-    w5 = train.load_checkpoint(run.path("pynet_level_5.pt"))["model"]
-    w4 = train.load_checkpoint(run.path("pynet_level_4.pt"))["model"]
+    w5 = train.load_checkpoint(paths[5])["model"]
+    w4 = train.load_checkpoint(paths[4])["model"]
     # level 5's output conv is not in level 4's graph: carried over unchanged; its features are,
     # so level 4 trains them further
     assert torch.equal(w4["conv_l5_out.conv2d.weight"], w5["conv_l5_out.conv2d.weight"])
     assert not torch.equal(w4["conv_l5_d1.conv_3a.conv2d.weight"], w5["conv_l5_d1.conv_3a.conv2d.weight"])
-    # a finished chain is reloaded, not retrained
+    # a finished chain is reloaded, not retrained — also by a run that differs only in its grid
     again = PyNET(level=5, width=P["width"])
-    histories2 = ps.train_levels(again, train_set, test_set, P, run, None, "fp")
+    histories2 = ps.train_levels(again, train_set, test_set, {**P, "grid": 1}, None, "fp")
     assert all(h.resumed_from == 1 for h in histories2.values())
     for k, v in model.state_dict().items():
         assert torch.equal(v, again.state_dict()[k])
-    summary = ps.summarise({"ours": ps.evaluate(model, test_set), "naive": ps.evaluate_naive(test_set)})
-    assert set(summary.index) == {"ours", "naive"} and "ms_ssim" in summary
-
-
-from reprolib import train  # noqa: E402  (used above; imported last to keep the header short)
+    results = {"ours": ps.evaluate(model, test_set), "naive": ps.evaluate(ps.naive_rendering, test_set)}
+    summary = ps.summarise(results)
+    assert set(summary.index) == {"ours", "naive"} and "ms_ssim" in summary and summary["patches"].tolist() == [1, 1]
+    assert model.level == 0  # evaluate restores the level
+    naive = ps.naive_rendering(test_set.raw(0)[None])
+    assert results["naive"]["psnr"][0] == float(metrics.psnr_official(naive, test_set.target(0, 0)[None]))

@@ -1,4 +1,4 @@
-"""reprolib.raw: decoding real and synthetic raws, packing orders, resize rule, bad input."""
+"""reprolib.raw: decoding real and synthetic raws, packing orders, resize rule and resize, bad input."""
 import shutil
 
 import numpy as np
@@ -152,6 +152,18 @@ def test_pack_rejects_bad_input():
                                           ((384, 576), (800, 1200))])
 def test_retinanet_resize_shape(hw, expected):
     assert raw.retinanet_resize_shape(*hw) == expected
+
+
+def test_resize_keep_aspect_follows_the_keras_retinanet_rule():
+    nikon_packed = torch.rand(3, 1312, 1968)  # a D750 frame 2624×3936, packed
+    assert raw.resize_keep_aspect(nikon_packed, 800, 1333).shape == (3, 800, 1200)
+    x = torch.rand(3, 192, 288)
+    assert raw.resize_keep_aspect(x, 192, 320) is x  # the miniature's rule keeps its size
+    batch = torch.rand(2, 3, 32, 48)  # (…)×C×H×W: each image resized alone, bilinear, no anti-aliasing
+    out = raw.resize_keep_aspect(batch, 64, 128)
+    assert out.shape == (2, 3, 64, 96)
+    torch.testing.assert_close(out[1], torch.nn.functional.interpolate(batch[1:], size=(64, 96), mode="bilinear",
+                                                                      align_corners=False)[0])
 
 
 def test_scale_boxes_numpy_and_torch():

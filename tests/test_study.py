@@ -64,3 +64,60 @@ def test_record_round_trip_and_staleness(tmp_path, monkeypatch):
     assert records["stale"] is True
     # the same configuration maps to the same run folder (resume, replace)
     assert study.Run("toy", params).dir == run.dir
+
+
+def test_parameter_table_infers_types_and_carries_checks():
+    spec = study.parameter_table(
+        *study.common_parameters("a folder"),
+        ("epochs", 1, 22, 4000, "epochs", study.positive),
+        ("lr", 1e-3, 1e-3, 1e-4, "learning rate"),
+        ("tile", None, None, None, "tile side", {"types": (int, None)}),
+        ("norm", "none", "none", "none", "normalisation", ("none", "single")),
+    )
+    assert list(spec)[:4] == ["profile", "data_root", "device", "seed"]
+    assert spec["epochs"].types == (int,) and spec["epochs"].profiles["full"] == 4000
+    assert spec["tile"].types == (int, None) and spec["norm"].choices == ("none", "single")
+    p = study.resolve_parameters("t", {"profile": "full", "lr": 1, "tile": 512}, spec)
+    assert p["epochs"] == 4000 and p["lr"] == 1.0 and p["tile"] == 512 and p["device"] == "cpu"
+    with pytest.raises(ValueError) as e:
+        study.resolve_parameters("t", {"profile": "mini", "epochs": 0, "device": "gpu0", "norm": "x"}, spec)
+    assert "epochs: must be > 0" in str(e.value) and "not a torch device" in str(e.value)
+    assert "norm must be one of" in str(e.value)
+    cpu_only = study.parameter_table(*study.common_parameters("unused", device_choices=("cpu",)))
+    with pytest.raises(ValueError, match="device must be one of"):
+        study.resolve_parameters("t", {"profile": "mini", "device": "cuda"}, cpu_only)
+
+
+def test_parameter_frame_shows_the_profiles_and_this_run():
+    spec = study.parameter_table(("epochs", 1, 22, 4000, "epochs of training"))
+    P = study.resolve_parameters("t", {"profile": "mini", "epochs": 3}, spec)
+    frame = study.parameter_frame(spec, P)
+    assert frame.loc["epochs", "full (paper)"] == "4000" and frame.loc["epochs", "mini"] == "22"
+    assert frame.loc["epochs", "this run"] == "3 *" and frame.loc["profile", "this run"] == "'mini'"
+
+
+def test_start_validates_seeds_and_opens_the_run(tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.setenv("REPROLIB_RESULTS", str(tmp_path))
+    spec = study.parameter_table(*study.common_parameters("a folder"))
+    P, run = study.start("toy", {"profile": "smoke", "seed": 3, "In": []}, spec)
+    first = torch.rand(1)
+    study.start("toy", {"profile": "smoke", "seed": 3}, spec)
+    assert torch.equal(first, torch.rand(1)) and P["seed"] == 3 and run.dir.parent == tmp_path / "toy"
+    with pytest.raises(ValueError, match="unknown parameter 'sead'"):
+        study.start("toy", {"profile": "smoke", "sead": 3}, spec)
+
+
+def test_claim_verdicts_follow_the_numbers():
+    from reprolib import report
+
+    assert report.claim("sid/batchnorm-hurts", 1.3, "dB")["verdict"] == "holds"
+    assert report.claim("sid/batchnorm-hurts", -0.2, "dB")["verdict"] == "does not hold"
+    assert report.claim("sid/batchnorm-hurts", 0.1, "dB", seeds=3, spread=0.3)["verdict"] == "within noise"
+    assert report.claim("sid/batchnorm-hurts", 0.5, "dB", seeds=3, spread=0.3)["verdict"] == "holds"
+    assert report.claim("sid/batchnorm-hurts", None, "dB")["verdict"] == "not testable here"
+    assert report.claim("lle/faster-than-sid", 7.0, "×", threshold=6.4)["verdict"] == "holds"
+    assert report.claim("lle/faster-than-sid", 6.0, "×", threshold=6.4)["verdict"] == "does not hold"
+    with pytest.raises(KeyError, match="unknown claim"):
+        report.claim("sid/nonsense", 1.0, "dB")

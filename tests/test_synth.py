@@ -90,6 +90,8 @@ def test_raw_nod_writer_matches_the_real_schema(tmp_path):
     assert "isnoisy" in sony_test["annotations"][0] and sony_test["annotations"][0]["islabeled"] is True
     nikon_test = json.loads((a / "annotations/Nikon/raw_new_Nikon750_test.json").read_text())
     assert len(nikon_test["categories"]) == 80
+    # file numbers run on across a camera's splits (Nikon: 1 train, 1 val, then the test images)
+    assert [i["file_name"] for i in nikon_test["images"]] == ["DSC_0003.dng", "DSC_0004.dng"]
     assert sum(1 for x in nikon_test["annotations"] if x["bbox"][3] == 0) == 1
     frame = raw.read(a / "Nikon" / (nikon_test["images"][0]["file_name"]))
     assert frame.model == "NIKON D750" and frame.mosaic.shape == (64, 96)
@@ -109,3 +111,23 @@ def test_scenes_come_from_bundled_images_only():
     lib = synth.scene_library()
     assert len(lib) >= 8
     assert all(im.ndim == 3 and im.shape[2] == 3 and im.max() <= 1.0 for im in lib)
+
+
+def test_coco_categories_are_cocos_80_in_id_order():
+    ids = [i for i, _, _ in synth.COCO_CATEGORIES]
+    assert len(ids) == 80 and ids == sorted(ids) and ids[-1] == 90
+    assert synth.COCO_CATEGORIES[:3] == [(1, "person", "person"), (2, "bicycle", "vehicle"), (3, "car", "vehicle")]
+    assert (37, "sports ball", "sports") in synth.COCO_CATEGORIES
+    digest = hashlib.sha256(json.dumps(synth.COCO_CATEGORIES).encode()).hexdigest()
+    assert digest == "921112ca9caa1d2f952ac774ede9137a49fd5b629183c79c95c955b4c537a6d9"
+
+
+def test_writers_bytes_are_pinned(tmp_path):
+    """The generated data sets feed every miniature number: a refactor of this module must leave
+    their bytes unchanged (pinned on the pinned requirements; the hashes were taken at a9803dc)."""
+    sid = synth.write_sid_dataset(tmp_path / "s", seed=1, n_train=1, n_test=1, n_val=1, height=32, width=48)
+    nod = synth.write_raw_nod_dataset(tmp_path / "r", seed=1, height=48, width=64, sony=(1, 1, 1), nikon=(1, 1, 1))
+    zurich = synth.write_zurich_dataset(tmp_path / "z", seed=1, n_train=2, n_test=1, train_size=16, test_size=32)
+    assert _tree_hash(sid) == "de7a42030e9a3b773b3bf0e24652cf34c03a3b7b03ba49b93ecc61c3a09d11a2"
+    assert _tree_hash(nod) == "352599c9f340f9ef76900ee59969e5087ba48f7a213c124fc3831fa68e4b4e73"
+    assert _tree_hash(zurich) == "c6704daf2b07f8844d8336e2c105cfa567eee1334c71d55e66561a894f1a81f4"

@@ -109,3 +109,17 @@ def test_torn_checkpoint_is_ignored(tmp_path):
     ckpt = tmp_path / "ckpt.pt"
     ckpt.write_bytes(b"partial write")
     assert T.load_checkpoint(ckpt) is None
+
+
+def test_epoch_batch_is_an_epoch_shuffle_and_a_function_of_the_step():
+    from reprolib.train import epoch_batch
+
+    seen = np.concatenate([epoch_batch(10, 3, 0, 5, s) for s in range(3)])
+    assert len(set(seen.tolist())) == 9                      # one epoch: no repeats, last partial dropped
+    np.testing.assert_array_equal(epoch_batch(10, 3, 0, 5, 4), epoch_batch(10, 3, 0, 5, 4))
+    assert not np.array_equal(epoch_batch(10, 3, 0, 5, 0), epoch_batch(10, 3, 0, 4, 0))  # streams differ
+    # without drop_last the epoch has ceil(n / batch) steps, the last wrapping to the epoch's start
+    order = np.random.default_rng([0, 1, 0]).permutation(5)
+    np.testing.assert_array_equal(epoch_batch(5, 2, 0, 1, 2, drop_last=False), order[[4, 0]])
+    np.testing.assert_array_equal(epoch_batch(5, 2, 0, 1, 3, drop_last=False),
+                                  np.random.default_rng([0, 1, 1]).permutation(5)[:2])

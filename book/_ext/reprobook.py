@@ -1,7 +1,7 @@
 """Sphinx glue for the study book.
 
-* The pages that summarise run records (the scoreboard, the runs page) are re-read on every
-  build, so they always reflect ``results/``.
+* The pages that summarise run records (the front page with the claims table, the scoreboard,
+  the runs page) are re-read on every build, so they always reflect ``results/``.
 * A study chapter whose newest run record was computed with another ``reprolib`` than the
   checkout's (or that has no record at all) gets a warning at its top: its outputs come from
   the execution cache and are never shown as current.
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from docutils import nodes
 
-ALWAYS_REREAD = ("report", "runs", "data")
+ALWAYS_REREAD = ("report", "scoreboard", "runs", "data")
 STUDY_PREFIX = "notebooks/"
 
 

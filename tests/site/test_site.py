@@ -1,9 +1,10 @@
 """The rendered book, read in a real browser (headless Chromium).
 
 Runs after `make book` (see `.ci/run` and `make check-site`); skipped unless REPROLIB_SITE_TEST=1.
-Serves `_build/html` on localhost and opens every page: each loads with no failed request, every
-<img> has a non-zero natural size, and the scoreboard table has a row for every study whose
-notebook is in the book. Saves a screenshot of the front page to `_build/site-check/report.png`.
+Serves `_build/html` (or `$REPROLIB_SITE_DIR`) on localhost and opens every page: each loads with no
+failed request, every <img> has a non-zero natural size, the front page opens with the claims table
+(a row per claim of `reprolib.report.CLAIMS`), and the scoreboard page has an interactive (offline)
+table for every study whose notebook is in the book. Saves screenshots to `_build/site-check/`.
 """
 import functools
 import http.server
@@ -16,8 +17,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-SITE = REPO / "_build" / "html"
-OUT = REPO / "_build" / "site-check"
+SITE = Path(os.environ.get("REPROLIB_SITE_DIR", REPO / "_build" / "html"))
+OUT = SITE.parent / "site-check"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-quic", "--no-first-run", "--disable-sync"]
 
@@ -89,16 +90,42 @@ def test_every_page_loads_cleanly(server, browser):
     assert not problems, "\n".join(problems)
 
 
-def test_scoreboard_has_a_row_per_study(server, browser):
-    from reprolib.report import STUDY_TITLES
+def test_front_page_opens_with_the_claims_table(server, browser):
+    from reprolib.report import CLAIMS, VERDICTS
 
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.goto(f"{server}/report.html", wait_until="networkidle")
-    assert page.locator("table#scoreboard").count() == 1, "scoreboard table missing"
-    studies = page.eval_on_selector_all("table#scoreboard tbody tr td:first-child", "els => els.map(e => e.textContent)")
-    in_book = [p.stem for p in (SITE / "notebooks").glob("*.html")] if (SITE / "notebooks").is_dir() else []
-    missing = [STUDY_TITLES.get(s, s) for s in in_book if STUDY_TITLES.get(s, s) not in set(studies)]
+    assert page.locator("table#claims").count() == 1, "claims table missing from the front page"
+    rows = page.eval_on_selector_all(
+        "table#claims tbody tr",
+        "rows => rows.map(r => [...r.querySelectorAll('td')].map(td => [td.textContent.trim(), "
+        "td.querySelector('a') ? td.querySelector('a').getAttribute('href') : null]))")
     OUT.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(OUT / "report.png"), full_page=True)
-    print(f"scoreboard rows: {len(studies)}; studies: {sorted(set(studies))}")
-    assert not missing, f"studies in the book without a scoreboard row: {missing}"
+    print("claims table:", *[" | ".join(text for text, _ in row) for row in rows], sep="\n  ")
+    assert [row[0][0] for row in rows] == [text for _, text in CLAIMS.values()], "one row per claim, in order"
+    for row, (study, _) in zip(rows, CLAIMS.values()):
+        for verdict, _ in row[1:3]:
+            assert verdict.startswith((*VERDICTS, "not run")), f"not a verdict: {verdict!r}"
+        assert row[-1][1] == f"notebooks/{study}.html", f"evidence link of {row[0][0]!r}: {row[-1][1]}"
+    top = page.locator("table#claims").bounding_box()["y"]
+    assert top < 1000, f"the claims table starts {top:.0f} px down: not on the first screen"
+
+
+def test_scoreboard_page_has_a_table_per_study(server, browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(f"{server}/scoreboard.html", wait_until="networkidle")
+    page.wait_for_timeout(500)
+    tables = page.eval_on_selector_all(
+        "table[id^='scoreboard-']", "els => els.map(e => [e.id, e.classList.contains('dataTable'), "
+        "e.querySelectorAll('tbody tr').length])")
+    OUT.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(OUT / "scoreboard.png"), full_page=True)
+    print(f"scoreboard tables (id, interactive, rows): {tables}")
+    assert tables, "the scoreboard page has no study table"
+    not_interactive = [t for t, interactive, _ in tables if not interactive]
+    assert not not_interactive, f"tables not made interactive (offline itables bundle not loaded?): {not_interactive}"
+    in_book = [p.stem for p in (SITE / "notebooks").glob("*.html")] if (SITE / "notebooks").is_dir() else []
+    rows = {t.removeprefix("scoreboard-"): n for t, _, n in tables}
+    missing = [s for s in in_book if not rows.get(s)]
+    assert not missing, f"studies in the book without scoreboard rows: {missing}"
