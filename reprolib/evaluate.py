@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from . import detect, metrics, raw
+from . import detect, metrics, plots, raw
 from .data.sid import AMPLIFICATION_CAP, SID_INPUT, DecodedCache, InputConvention, SIDImages, SIDPair, \
     amplification, ratio_label
 
@@ -168,6 +168,28 @@ def evaluate_conventional(pairs: Sequence[SIDPair], cache: DecodedCache, cap: fl
 
 #: the per-image metric columns of :func:`evaluate`
 METRIC_COLUMNS = ("psnr", "ssim", "psnr_8bit", "ssim_8bit")
+
+
+def crop_panels(models: dict, pairs: Sequence[SIDPair], cache: DecodedCache, crop: int,
+                convention: InputConvention = SID_INPUT, tile: int | None = None) -> dict:
+    """Keyword arguments of :func:`reprolib.plots.image_grid` for test crops (SID and Lamba & Mitra
+    notebooks): per pair, the centre ``crop``² (even offsets: the CFA phase is kept) of the amplified
+    input as camera RGB (what the network receives), the traditional pipeline, each of ``models``
+    (label → network) and the ground truth, each ``H×W×3`` in ``[0, 1]``; each output noted with its
+    PSNR on the crop."""
+    images, grid, notes = SIDImages(pairs, cache, convention), [], []
+    for pair in pairs:
+        x, target = images.input(pair), images.target(pair)
+        cy, cx = (max(0, (n - crop) // 2) // 2 * 2 for n in target.shape[-2:])
+        window = (slice(None), slice(None), slice(cy, cy + crop), slice(cx, cx + crop))
+        outputs = [conventional_output(pair)] + [
+            infer(m, x, tile=tile, multiple=convention.multiple).clamp(0, 1) for m in models.values()]
+        shown = plots.camera_rgb(x, "RGBG") if convention.representation == "packed" else \
+            plots.camera_rgb(raw.pack(x, "RGGB"))
+        grid.append([shown[cy:cy + crop, cx:cx + crop]] + [o[window][0].permute(1, 2, 0).numpy() for o in [*outputs, target]])
+        notes.append(["", *(f"{metrics.psnr(o[window], target[window]).item():.2f} dB" for o in outputs), ""])
+    return {"images": grid, "col_titles": ["amplified raw input", "traditional pipeline", *models, "ground truth"],
+            "row_labels": [f"scene {p.scene}, ×{p.ratio:.0f}" for p in pairs], "cell_notes": notes}
 
 
 def summarise(results: dict) -> pd.DataFrame:

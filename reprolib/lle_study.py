@@ -11,12 +11,12 @@ from typing import Sequence
 import pandas as pd
 import torch
 
-from . import data, efficiency, evaluate, losses, metrics, plots, raw, study, train
+from . import data, efficiency, evaluate, losses, study, train
 from .models.lle import DENSE_LAYERS, SIZE_MULTIPLE, LLENet
 
 __all__ = ["SMOKE_DATA", "VARIANTS", "DEFAULT_VARIANT", "LOSS_LABELS", "variant_label", "train_config",
            "shared_checkpoint", "validation_pairs", "train_variant", "official_model", "variant_costs",
-           "ablation_table", "crop_panels", "TRAINING_ROWS", "PARAMETERS_RDB", "PARAMETERS_LOSS"]
+           "ablation_table", "TRAINING_ROWS", "PARAMETERS_RDB", "PARAMETERS_LOSS"]
 
 #: the smoke profile's synthetic set: MS-SSIM at 5 scales needs crops ≥ 176 px, plus one spare pixel
 SMOKE_DATA = {"n_train": 2, "n_test": 1, "n_val": 1, "height": 224, "width": 256}
@@ -123,25 +123,6 @@ def ablation_table(summary: pd.DataFrame, costs: pd.DataFrame | None = None, lat
     if latencies:
         out["CPU s (fast path)"] = [latencies.get(i) for i in out.index]
     return out
-
-
-def crop_panels(models: dict, pairs: Sequence[data.SIDPair], cache: data.DecodedCache, crop: int,
-                tile: int | None = None) -> dict:
-    """Keyword arguments of :func:`reprolib.plots.image_grid`: per pair, the centre ``crop``² (even
-    offsets) of the amplified input (camera RGB), the traditional pipeline, each of ``models`` (label →
-    network) and the ground truth, ``H×W×3`` in ``[0, 1]``; each output noted with its PSNR on the crop."""
-    images, grid, notes = data.SIDImages(pairs, cache, data.LLE_INPUT), [], []
-    for pair in pairs:
-        x, target = images.input(pair), images.target(pair)
-        cy, cx = (max(0, (n - crop) // 2) // 2 * 2 for n in target.shape[-2:])
-        window = (slice(None), slice(None), slice(cy, cy + crop), slice(cx, cx + crop))
-        outputs = [evaluate.conventional_output(pair)] + [
-            evaluate.infer(m, x, tile=tile, multiple=data.LLE_INPUT.multiple).clamp(0, 1) for m in models.values()]
-        grid.append([plots.camera_rgb(raw.pack(x[window], "RGGB"))]
-                    + [o[window][0].permute(1, 2, 0).numpy() for o in [*outputs, target]])
-        notes.append(["", *(f"{metrics.psnr(o[window], target[window]).item():.2f} dB" for o in outputs), ""])
-    return {"images": grid, "col_titles": ["amplified raw input", "traditional pipeline", *models, "ground truth"],
-            "row_labels": [f"scene {p.scene}, ×{p.ratio:.0f}" for p in pairs], "cell_notes": notes}
 
 
 def _names_check(known) -> callable:

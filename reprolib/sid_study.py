@@ -13,11 +13,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from . import data, losses, metrics, plots, study, train
+from . import data, losses, study, train
 from . import evaluate as evaluation
 from .models.sid_unet import SIDUNet
 
-__all__ = ["SMOKE_DATA", "PARAMETERS", "PARAMETERS_BATCHNORM", "train_config", "train_model", "centre_crops", "bar_chart"]
+__all__ = ["SMOKE_DATA", "PARAMETERS", "PARAMETERS_BATCHNORM", "train_config", "train_model", "bar_chart"]
 
 #: the smoke profile's synthetic set (``sid-sony-mini`` generated at these sizes)
 SMOKE_DATA = {"n_train": 2, "n_test": 1, "n_val": 1, "height": 96, "width": 128}
@@ -92,26 +92,6 @@ def train_model(norm: str, P: dict, splits: dict, cache: data.DecodedCache, data
                           checkpoint=path, evaluate_fn=validate if P["eval_every"] else None,
                           desc=desc or f"SID U-Net ({norm})", config_key=key)
     return model, history
-
-
-def centre_crops(model: torch.nn.Module, pairs, cache: data.DecodedCache, crop: int = 384,
-               tile: int | None = None) -> tuple[list[list[np.ndarray]], list[list[str]]]:
-    """Centre ``crop×crop`` crops of test pairs for :func:`reprolib.plots.image_grid` (SID notebook):
-    ``(images, notes)``, per pair the amplified packed input as camera RGB, the traditional pipeline, the
-    network's output and the ground truth, each ``H×W×3`` in ``[0, 1]``; notes: PSNR of the middle two."""
-    images, grid, notes = data.SIDImages(pairs, cache), [], []
-    for pair in pairs:
-        x = images.input(pair)
-        shown = [plots.camera_rgb(x, "RGBG"), evaluation.conventional_output(pair)[0].permute(1, 2, 0).numpy(),
-                 evaluation.infer(model, x, tile=tile)[0].clamp(0, 1).permute(1, 2, 0).numpy(),
-                 images.target(pair)[0].permute(1, 2, 0).numpy()]
-        cy, cx = (max(0, (n - crop) // 2) for n in shown[-1].shape[:2])
-        shown = [im[cy:cy + crop, cx:cx + crop] for im in shown]
-        target = torch.from_numpy(shown[-1]).permute(2, 0, 1)[None]
-        grid.append(shown)
-        notes.append([""] + [f"{metrics.psnr(torch.from_numpy(im).permute(2, 0, 1)[None], target).item():.2f} dB "
-                             "on this crop" for im in shown[1:3]] + [""])
-    return grid, notes
 
 
 def bar_chart(ours: "pd.DataFrame", published: "pd.DataFrame"):

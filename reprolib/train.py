@@ -105,9 +105,11 @@ class History:
     resumed_from: int = 0
 
     def log(self, name: str, step: int, value: float) -> None:
+        """Append ``value`` at ``step`` to the curve ``name``."""
         self.curves.setdefault(name, []).append({"step": int(step), "value": float(value)})
 
     def last(self, name: str) -> float | None:
+        """The last value of the curve ``name`` (None before the first)."""
         c = self.curves.get(name)
         return c[-1]["value"] if c else None
 

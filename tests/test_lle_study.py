@@ -166,11 +166,11 @@ def test_validation_takes_one_pair_per_scene_and_every_ratio():
 
 
 def test_crop_panels_show_input_outputs_and_truth_with_each_psnr(monkeypatch):
-    """The loss notebook's grid: the same even-offset centre crop in every column, each output's PSNR."""
+    """The test crops (evaluate.crop_panels, Lamba & Mitra input): the same even-offset centre crop in every column, each output's PSNR."""
     grey = torch.full((1, 3, 64, 96), 20000 / 65535)
     monkeypatch.setattr(evaluate, "conventional_output", lambda p: grey * 0.5)
     net = RecordingNet()
-    grid = lle_study.crop_panels({"net": net}, [pair()], FakeCache(h=64, w=96), crop=30)
+    grid = evaluate.crop_panels({"net": net}, [pair()], FakeCache(h=64, w=96), 30, data.LLE_INPUT)
     assert grid["col_titles"] == ["amplified raw input", "traditional pipeline", "net", "ground truth"]
     assert grid["row_labels"] == ["scene 1, ×303"]
     row = grid["images"][0]
