@@ -31,7 +31,7 @@ from . import models
 from .published import published_value
 from .models.lle import LLENet
 
-__all__ = ["count_parameters", "gmacs", "latency", "peak_memory", "FULL_FRAME", "README_FRAME", "EFFICIENCY_MODELS",
+__all__ = ["count_parameters", "gmacs", "latency", "peak_memory", "FULL_FRAME", "README_FRAME", "EFFICIENCY_MODELS", "frame_label",
            "input_shape", "build_model", "fast_inference", "cost_table", "side_by_side_latency", "speedup",
            "variant_latency", "frame_inference", "peak_memory_table"]
 
@@ -171,16 +171,9 @@ EFFICIENCY_MODELS = {
 }
 
 
-def _tag(frame: tuple[int, int], sep: str = "×") -> str:
-    return f"{frame[1]}{sep}{frame[0]}"  # W×H, as the papers write frames
-
-
-def _paper(key: str) -> float | None:
-    """The published value of ``key``, or None where ``published.yaml`` has none."""
-    try:
-        return published_value(key)
-    except KeyError:
-        return None
+def frame_label(frame: tuple[int, int], sep: str = "×") -> str:
+    """``(H, W)`` → ``"W×H"``, as the papers write frames (``sep="x"`` for record keys)."""
+    return f"{frame[1]}{sep}{frame[0]}"
 
 
 def input_shape(name: str, frame: tuple[int, int]) -> tuple[int, ...]:
@@ -238,18 +231,18 @@ def cost_table(names: Sequence[str], frames: Sequence[tuple[int, int]] = (FULL_F
         model = build_model(name, "meta")
         n = count_parameters(model)
         row = {"model": EFFICIENCY_MODELS[name][0], "parameters": n, "M (ours)": n / 1e6,
-               "M (paper)": None if name == "lle_fused" else _paper(f"efficiency/{key}/params_m")}
+               "M (paper)": None if name == "lle_fused" else published_value(f"efficiency/{key}/params_m", strict=False)}
         for frame in frames:
-            tag, shape = _tag(frame), input_shape(name, frame)
+            tag, shape = frame_label(frame), input_shape(name, frame)
             row[f"input {tag}"] = "×".join(map(str, shape[1:]))
             row[f"GMACs {tag}"] = value = gmacs(model, shape)
             if frame in published:
-                paper = _paper(f"efficiency/{key}/{published[frame]}")
+                paper = published_value(f"efficiency/{key}/{published[frame]}", strict=False)
                 row[f"published {tag}"] = paper
                 row[f"Δ {tag} (%)"] = 100 * (value - paper) / paper if paper else None
         if timed:
             row["median s"] = seconds = timed[name]["median_s"]
-            row["GMAC/s"] = row[f"GMACs {_tag(frames[0])}"] / seconds
+            row["GMAC/s"] = row[f"GMACs {frame_label(frames[0])}"] / seconds
             row[f"time / {EFFICIENCY_MODELS[reference][1].replace(chr(10), ' ')}"] = \
                 seconds / timed[reference]["median_s"]
         rows.append(row)

@@ -9,14 +9,15 @@ import numpy as np
 import pandas as pd
 
 from . import study
-from .efficiency import EFFICIENCY_MODELS, FULL_FRAME, README_FRAME, _paper, _tag, speedup
+from .efficiency import EFFICIENCY_MODELS, FULL_FRAME, README_FRAME, frame_label, speedup
+from .published import published_value
 
 __all__ = ["efficiency_rows", "efficiency_table", "efficiency_figure", "PARAMETERS"]
 
 
 def _suffix(frame: tuple[int, int]) -> str:
     """Key suffix of a timed frame: none at the paper's frame, the README's, or ``_<W>x<H>``."""
-    return {FULL_FRAME: "", README_FRAME: "_2048x4096"}.get(tuple(frame), f"_{_tag(frame, 'x')}")
+    return {FULL_FRAME: "", README_FRAME: "_2048x4096"}.get(tuple(frame), f"_{frame_label(frame, 'x')}")
 
 
 def efficiency_rows(costs: pd.DataFrame | None, timed: dict | None, memory: dict | None,
@@ -29,7 +30,7 @@ def efficiency_rows(costs: pd.DataFrame | None, timed: dict | None, memory: dict
     paper's (4256×2848) or the README's (2048×4096) frame.
     """
     label_to_name = {v[0]: n for n, v in EFFICIENCY_MODELS.items()}
-    rows, tag, suffix = [], _tag(frame, "x"), _suffix(frame)
+    rows, tag, suffix = [], frame_label(frame, "x"), _suffix(frame)
 
     def row(key, name, metric, value, protocol, **extra):
         rows.append({"key": f"efficiency/{key}", "model": EFFICIENCY_MODELS[name][0], "metric": metric,
@@ -68,15 +69,15 @@ def efficiency_table(rows: list[dict], frame: tuple[int, int] = FULL_FRAME) -> p
     both forms of Lamba & Mitra's network, beside the published values (timings: the README's at
     2048×4096, none at other frames)."""
     ours = {r["key"]: r["value"] for r in rows}
-    tag, suffix = _tag(frame), _suffix(frame)
-    quantities = {"Parameters (M)": "params_m", f"GMACs ({_tag(FULL_FRAME)})": "gmacs_sony",
+    tag, suffix = frame_label(frame), _suffix(frame)
+    quantities = {"Parameters (M)": "params_m", f"GMACs ({frame_label(FULL_FRAME)})": "gmacs_sony",
                   f"CPU inference (s, {tag})": f"cpu_s{suffix}", f"Memory (GB, {tag})": f"memory_gb{suffix}"}
     columns = {}
     for name, paper in (("sid", "sid"), ("lle", "lle"), ("lle_fused", None)):
         label, key = EFFICIENCY_MODELS[name][0], EFFICIENCY_MODELS[name][4]
         columns[f"{label}: ours"] = {q: ours.get(f"efficiency/{key}/{k}") for q, k in quantities.items()}
         if paper:
-            columns[f"{label.split(' (')[0]}: paper"] = {q: _paper(f"efficiency/{paper}/{k}") for q, k in quantities.items()}
+            columns[f"{label.split(' (')[0]}: paper"] = {q: published_value(f"efficiency/{paper}/{k}", strict=False) for q, k in quantities.items()}
     return pd.DataFrame(columns)
 
 
@@ -92,8 +93,8 @@ def efficiency_figure(rows: list[dict], threshold: float | None = None):
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8), width_ratios=[max(len(names), 1)] * 2 + [max(len(ratios), 1)])
     x = np.arange(len(names))
     for ax, quantity, what in ((axes[0], "params_m", "parameters (M)"),
-                               (axes[1], "gmacs_sony", f"GMACs at {_tag(FULL_FRAME)}")):
-        paper = [_paper(f"efficiency/{n}/{quantity}") if n in ("sid", "lle") else None for n in names]
+                               (axes[1], "gmacs_sony", f"GMACs at {frame_label(FULL_FRAME)}")):
+        paper = [published_value(f"efficiency/{n}/{quantity}", strict=False) if n in ("sid", "lle") else None for n in names]
         ax.bar(x - 0.2, [values.get(f"efficiency/{EFFICIENCY_MODELS[n][4]}/{quantity}", np.nan) for n in names], 0.4,
                label="ours")
         ax.bar(x + 0.2, [np.nan if p is None else p for p in paper], 0.4, label="paper")
@@ -104,7 +105,7 @@ def efficiency_figure(rows: list[dict], threshold: float | None = None):
     axes[2].bar_label(bars, fmt="%.1f×", fontsize=8)
     axes[2].set_xticks(np.arange(len(ratios)), [f"{short[r['model']]}\n{r['metric'].rsplit(', ', 1)[-1][:-1]}"
                                                  for r in ratios], fontsize=8)
-    axes[2].axhline(_paper("efficiency/speedup_cpu"), color="k", ls="--", lw=1, label=f"paper ({_tag(FULL_FRAME)})")
+    axes[2].axhline(published_value("efficiency/speedup_cpu", strict=False), color="k", ls="--", lw=1, label=f"paper ({frame_label(FULL_FRAME)})")
     if threshold is not None:
         axes[2].axhline(threshold, color="tab:red", ls=":", lw=1, label=f"claim holds above {threshold:g}×")
     axes[2].set(ylabel="CPU speed-up SID / ours (×)")

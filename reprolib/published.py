@@ -30,9 +30,12 @@ def published(key: str | None = None, study: str | None = None, kind: str | None
             and (study is None or r["study"] == study) and (kind is None or r["kind"] == kind)]
 
 
-def published_value(key: str, kind: str = "paper") -> float | None:
-    """The single published value for ``key`` of ``kind`` (None when not available)."""
+def published_value(key: str, kind: str = "paper", strict: bool = True) -> float | None:
+    """The single published value for ``key`` of ``kind`` (None when not available). A key the file
+    does not have raises ``KeyError``, or gives None with ``strict=False``."""
     rows = [r for r in published(kind=kind) if r["key"] == key]
+    if not rows and not strict:
+        return None
     if not rows:
         raise KeyError(f"no published {kind} value with key {key!r} in {PUBLISHED_FILE.name}")
     return rows[0]["value"]

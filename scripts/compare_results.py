@@ -7,7 +7,7 @@ per study how many values were compared, how many differ (exact equality unless 
 each difference, and the rows and records found on one side only. Exit code 1 when a value differs
 (with ``--strict``, also when a row or record is on one side only).
 
-    python scripts/compare_results.py /work/baseline/results results
+    python scripts/compare_results.py ../before/results results
     python scripts/compare_results.py A B --profile mini --ignore-timing
 """
 import argparse

@@ -121,3 +121,12 @@ def test_claim_verdicts_follow_the_numbers():
     assert report.claim("lle/faster-than-sid", 6.0, "×", threshold=6.4)["verdict"] == "does not hold"
     with pytest.raises(KeyError, match="unknown claim"):
         report.claim("sid/nonsense", 1.0, "dB")
+
+
+def test_published_value_of_an_absent_key():
+    from reprolib import published
+
+    assert published.published_value("sid/sony/psnr") == 28.88
+    with pytest.raises(KeyError, match="no published paper value"):
+        published.published_value("sid/no/such/key")
+    assert published.published_value("sid/no/such/key", strict=False) is None
