@@ -1,7 +1,5 @@
 """Command line: ``python -m reprolib data {list, prepare, verify}`` and ``python -m reprolib report readme``.
-
-Exit status: 0 on success, 1 on an error (message on stderr, no traceback), 2 on a malformed
-command line (argparse's convention).
+Exit status: 0 on success, 1 on an error (message on stderr), 2 on a malformed command line.
 
 Examples::
 

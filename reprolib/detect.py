@@ -1,12 +1,10 @@
-"""Object detectors for the GenISP study (Morawski et al., CVPRW 2022), which trains a neural ISP *through* a
-detector trained on ordinary (well-lit, sRGB) images and then frozen. Two detectors, labels COCO ids (1 person,
-2 bicycle, 3 car): ``full``, torchvision's RetinaNet ResNet-50-FPN v2 with its COCO weights (:func:`full_retinanet`,
-:func:`coco_weights`); ``mini``, a small RetinaNet (:func:`mini_retinanet`) trained here on well-lit procedural
-street scenes (:func:`pretrain_mini_detector`; no COCO weights offline), cached under a hash of what determines it.
+"""The frozen detectors of the GenISP study (Morawski et al., CVPRW 2022), through which its ISP
+is trained; labels are COCO ids (1 person, 2 bicycle, 3 car). ``full``: torchvision's RetinaNet
+ResNet-50-FPN v2 with COCO weights (:func:`full_retinanet`); ``mini``: a small RetinaNet trained
+here on well-lit procedural street scenes and cached (:func:`pretrain_mini_detector`).
 
-Freezing (:func:`freeze`) is more than ``requires_grad_(False)``: torchvision's RetinaNet returns its losses only
-in train mode, where a ``BatchNorm2d`` uses batch statistics and overwrites its running averages. So every
-BatchNorm becomes a ``FrozenBatchNorm2d`` with the same statistics: the same function in train and eval mode.
+torchvision's RetinaNet returns losses only in train mode, where BatchNorm uses batch statistics:
+:func:`freeze` makes each a ``FrozenBatchNorm2d``, the same function in both modes.
 """
 from __future__ import annotations
 
@@ -33,9 +31,10 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 
 from . import data, synth, train
 
-__all__ = ["RAW_NOD_LABELS", "tiny_resnet_fpn", "mini_retinanet", "full_retinanet", "coco_weights", "freeze",
-           "is_frozen", "weights_digest", "detection_losses", "detect", "average_precision", "MiniDetectorConfig",
-           "well_lit_scenes", "pretrain_mini_detector", "load_mini_detector"]
+__all__ = ["RAW_NOD_LABELS", "tiny_resnet_fpn", "mini_retinanet", "full_retinanet", "coco_weights",
+           "freeze", "is_frozen", "weights_digest", "detection_losses", "detect",
+           "average_precision", "MiniDetectorConfig", "well_lit_scenes", "pretrain_mini_detector",
+           "load_mini_detector"]
 
 #: COCO category ids of RAW-NOD's three classes (person, bicycle, car)
 RAW_NOD_LABELS = (1, 2, 3)
@@ -49,13 +48,10 @@ def _stage(in_channels: int, out_channels: int) -> nn.Module:
 
 
 def tiny_resnet_fpn(widths: tuple = (32, 64, 128, 256), fpn_channels: int = 64) -> BackboneWithFPN:
-    """A small ResNet (one BasicBlock per stage) with an FPN, RetinaNet style (GenISP study, mini).
-
-    Body: conv3×3 stride 2 (3→``widths[0]``), four stride-2 BasicBlock stages of ``widths``
-    (strides 4 … 32); FPN on C3–C5 with ``fpn_channels``, plus P6 / P7 (strides 64, 128) from P5.
-    Input: ``float32`` B×3×H×W (normalised by the detector's transform). Output: an ordered dict of
-    five feature maps B×``fpn_channels``×H/s×W/s, s = 8 … 128.
-    """
+    """The mini detector's backbone: conv3×3 stride 2 (3→``widths[0]``), four stride-2 stages of
+    one BasicBlock (``widths``), an FPN on C3–C5 with ``fpn_channels`` plus P6 / P7 from P5.
+    Input ``float32`` B×3×H×W (normalised); output an ordered dict of five
+    B×``fpn_channels``×H/s×W/s, s = 8 … 128."""
     c0, c1, c2, c3 = widths
     body = nn.Sequential()
     body.add_module("stem", nn.Sequential(nn.Conv2d(3, c0, 3, stride=2, padding=1, bias=False),
@@ -69,15 +65,13 @@ def tiny_resnet_fpn(widths: tuple = (32, 64, 128, 256), fpn_channels: int = 64) 
 
 def mini_retinanet(min_size: int = 192, max_size: int = 320, widths: tuple = (32, 64, 128, 256),
                    fpn_channels: int = 64, anchor_base: int = 16, head_convs: int = 2) -> RetinaNet:
-    """The mini study's detector, untrained: torchvision's RetinaNet on :func:`tiny_resnet_fpn` (GenISP study).
+    """The mini detector, untrained: torchvision's RetinaNet on :func:`tiny_resnet_fpn`.
 
-    Anchors: scales ×1, ×2^(1/3), ×2^(2/3), aspect ratios 0.5, 1, 2, base sizes ``anchor_base`` · 2^k on P3 … P7
-    (torchvision's 32 … 512 on 800-pixel images, scaled to 192-pixel ones). Heads: torchvision's with GroupNorm
-    (16), cut to ``head_convs`` conv3×3 per branch (on a 2-core CPU the P3 heads cost as much as the backbone).
-    Losses: smooth-L1 boxes, α-balanced focal (α = 0.25, γ = 2), as the paper's RetinaNet. ``min_size`` /
-    ``max_size``: the study's resize rule, so torchvision does not resize again; 100 detections per image;
-    ``num_classes = 4`` so the class index *is* the COCO id. Input: list of ``float32`` 3×H×W, roughly ``[0, 1]``
-    sRGB (normalised inside with ImageNet mean / std).
+    Anchors: scales 2^(j/3), ratios 0.5, 1, 2, base ``anchor_base`` · 2^k on P3 … P7 (torchvision's
+    sizes scaled from 800- to 192-pixel images). Heads: GroupNorm (16), ``head_convs`` conv3×3 per
+    branch. Losses: smooth-L1 boxes, focal (α = 0.25, γ = 2). ``min_size`` / ``max_size``: the
+    study's resize rule (no second resize); 100 detections per image; 4 classes, so the class
+    index is the COCO id. Input: list of ``float32`` 3×H×W, roughly ``[0, 1]`` sRGB.
     """
     sizes = tuple(tuple(int(round(anchor_base * 2 ** k * 2 ** (j / 3))) for j in range(3)) for k in range(5))
     anchors = AnchorGenerator(sizes=sizes, aspect_ratios=((0.5, 1.0, 2.0),) * len(sizes))
@@ -92,14 +86,12 @@ def mini_retinanet(min_size: int = 192, max_size: int = 320, widths: tuple = (32
 
 
 def full_retinanet(weights: str | Path | None = None, min_size: int = 800, max_size: int = 1333) -> RetinaNet:
-    """The full study's detector, **frozen** (:func:`freeze`): torchvision ``retinanet_resnet50_fpn_v2``, 91 COCO
-    classes, 100 detections per image, smooth-L1 box loss (torchvision's v2 recipe uses GIoU, the paper smooth-L1).
-    ``weights``: the COCO state dict file (:func:`coco_weights`; ``None``: random, for tests of the plumbing);
-    ``min_size``, ``max_size``: torchvision's resize (the paper's keras-retinanet rule: 800 / 1333)."""
+    """The full detector, frozen: torchvision's ``retinanet_resnet50_fpn_v2``, 91 COCO classes, 100
+    detections per image, smooth-L1 box loss as the paper. ``weights``: the COCO state dict file
+    (:func:`coco_weights`; ``None``: random); ``min_size``, ``max_size``: resize (800 / 1333)."""
     model = retinanet_resnet50_fpn_v2(weights=None, weights_backbone=None, num_classes=91,
                                       min_size=min_size, max_size=max_size, detections_per_img=100)
-    # Replace the BatchNorms *before* loading, so the COCO running statistics land in the frozen
-    # layers (FrozenBatchNorm2d ignores the num_batches_tracked entries of the file).
+    # frozen before loading, so the COCO running statistics land in the FrozenBatchNorm2d layers
     _freeze_batchnorm(model)
     if weights is not None:
         model.load_state_dict(torch.load(Path(weights), map_location="cpu", weights_only=True))
@@ -107,8 +99,8 @@ def full_retinanet(weights: str | Path | None = None, min_size: int = 800, max_s
 
 
 def coco_weights(path: str | Path | None = None) -> Path:
-    """The COCO state dict file of :func:`full_retinanet`: ``path`` if it is not a folder, else the manifest entry
-    ``retinanet-resnet50-fpn-v2-coco`` checked (or downloaded) in the folder ``path`` (empty: the data cache)."""
+    """The COCO weights file: ``path`` if it is not a folder, else the manifest entry
+    ``retinanet-resnet50-fpn-v2-coco`` prepared in the folder ``path`` (empty: the data cache)."""
     if path and not Path(path).is_dir():
         return Path(path)
     name = "retinanet-resnet50-fpn-v2-coco"
@@ -116,16 +108,13 @@ def coco_weights(path: str | Path | None = None) -> Path:
 
 
 def _use_smooth_l1(model: RetinaNet) -> RetinaNet:
-    """Set the regression loss to smooth-L1, as in the paper's RetinaNet. torchvision's uses β = 1
-    on its own box encoding; keras-retinanet used σ = 3 (β = 1/9) on corner offsets / 0.2. The frozen
-    head is what it is; this loss only steers the ISP in front of it."""
+    """Smooth-L1 box loss as the paper's RetinaNet (torchvision's β = 1 on its own box encoding)."""
     model.head.regression_head._loss_type = "smooth_l1"
     return model
 
 
 def _freeze_batchnorm(module: nn.Module) -> nn.Module:
-    """Replace every ``BatchNorm2d`` (in place, recursively) by a ``FrozenBatchNorm2d`` with the
-    same affine parameters and running statistics."""
+    """Replace every ``BatchNorm2d`` in place by a ``FrozenBatchNorm2d`` with the same values."""
     for name, child in module.named_children():
         if isinstance(child, nn.BatchNorm2d):
             frozen = FrozenBatchNorm2d(child.num_features, eps=child.eps)
@@ -139,11 +128,7 @@ def _freeze_batchnorm(module: nn.Module) -> nn.Module:
 
 
 def freeze(detector: nn.Module) -> nn.Module:
-    """Freeze a detector as GenISP does: BatchNorm → FrozenBatchNorm2d and no parameter trainable.
-
-    After this, train mode (which torchvision needs to return losses) and eval mode compute the
-    same function, and nothing can change a weight or a statistic. Returns the module (changed in place).
-    """
+    """Freeze a detector in place, return it: BatchNorm → FrozenBatchNorm2d, nothing trainable."""
     _freeze_batchnorm(detector)
     detector.requires_grad_(False)
     return detector
@@ -156,7 +141,7 @@ def is_frozen(detector: nn.Module) -> bool:
 
 
 def weights_digest(module: nn.Module) -> str:
-    """16 hex digits of a module's state dict, names and values (ties a checkpoint to the frozen detector it used)."""
+    """16 hex digits of a module's state dict, names and values."""
     h = hashlib.sha256()
     for name, tensor in module.state_dict().items():
         h.update(name.encode())
@@ -165,10 +150,9 @@ def weights_digest(module: nn.Module) -> str:
 
 
 def detection_losses(detector: RetinaNet, images, targets: list[dict]) -> dict:
-    """The detector's training losses in train mode (torchvision returns them only then; a frozen detector is the
-    same function in both modes). ``images``: list of ``float32`` 3×H×W (or B×3×H×W), any range, gradients reach
-    them; ``targets``: per image ``{"boxes": float32 N×4 xyxy pixels, "labels": int64 N}``. Returns scalar tensors
-    ``{"classification": focal, "bbox_regression": smooth-L1}``, each per anchor matched to a box (torchvision's)."""
+    """The detector's training losses (train mode). ``images``: list of ``float32`` 3×H×W (or
+    B×3×H×W), any range, gradients reach them; ``targets``: per image ``{"boxes": float32 N×4 xyxy
+    pixels, "labels": int64 N}``. Returns scalars ``{"classification", "bbox_regression"}``."""
     detector.train()
     images = list(images)
     targets = [{"boxes": t["boxes"], "labels": t["labels"]} for t in targets]
@@ -177,8 +161,8 @@ def detection_losses(detector: RetinaNet, images, targets: list[dict]) -> dict:
 
 @torch.no_grad()
 def detect(detector: RetinaNet, images, batch_size: int = 8) -> list[dict]:
-    """Detections in eval mode for ``images`` (list of ``float32`` 3×H×W, or B×3×H×W): one dict per image, on the
-    CPU, ``boxes`` (N×4 xyxy, pixels of the input), ``scores`` (N), ``labels`` (N, COCO ids)."""
+    """Eval-mode detections of ``images`` (list of ``float32`` 3×H×W, or B×3×H×W): per image, on the
+    CPU, ``boxes`` (N×4 xyxy, input pixels), ``scores`` (N), ``labels`` (N, COCO ids)."""
     detector.eval()
     images, out = list(images), []
     for i in range(0, len(images), batch_size):
@@ -188,9 +172,8 @@ def detect(detector: RetinaNet, images, batch_size: int = 8) -> list[dict]:
 
 def average_precision(predictions: list[dict], targets: list[dict],
                       labels: tuple = RAW_NOD_LABELS) -> dict:
-    """COCO AP, AP50 and AP75 with torchmetrics' ``MeanAveragePrecision``: pycocotools backend, boxes xyxy in pixels,
-    IoU 0.50:0.05:0.95, ≤ 100 detections per image, all areas; predictions with a label outside ``labels`` (a COCO
-    detector's other 77 classes) dropped. Returns ``{"AP", "AP50", "AP75"}`` floats in ``[0, 1]`` (``-1``: no box)."""
+    """COCO AP, AP50, AP75 (torchmetrics, pycocotools backend; boxes xyxy pixels, ≤ 100 detections,
+    all areas) over ``labels``, other labels dropped: floats in ``[0, 1]`` (``-1``: no box)."""
     keep = torch.tensor(labels)
     preds = []
     for p in predictions:
@@ -204,20 +187,17 @@ def average_precision(predictions: list[dict], targets: list[dict],
     return {"AP": float(r["map"]), "AP50": float(r["map_50"]), "AP75": float(r["map_75"])}
 
 
-# --------------------------------------------------------------- the mini detector's own "COCO pretraining"
+# --------------------------------------------------------------- the mini detector's pretraining
 
 @dataclass(frozen=True)
 class MiniDetectorConfig:
     """Everything that determines the pretrained mini detector, and the size of its well-lit test.
 
     Attributes:
-        height, width: size of the well-lit scenes = the size GenISP's pipeline feeds the detector.
-        min_size, max_size: the detector's resize (set so that it does not resize again).
-        steps, batch_size, lr, milestones: Adam, ×0.1 at each milestone step, gradient norm clipped
-            at 10 (no warm-up in :func:`reprolib.train.train`: the clip steadies the first steps).
-        pool: distinct well-lit training scenes (rendered once, then augmented).
-        test_images: well-lit test scenes for the AP check (not part of the cache key).
-        seed: of the scenes and the initialisation.
+        height, width: the well-lit scenes (the size GenISP's pipeline feeds the detector).
+        min_size, max_size: the detector's resize. seed: of the scenes and the initialisation.
+        steps, batch_size, lr, milestones: Adam, ×0.1 at each milestone, gradient norm clipped 10.
+        pool: distinct training scenes. test_images: scenes of the AP check (not in the key).
         widths, fpn_channels, anchor_base, head_convs: architecture (:func:`mini_retinanet`).
     """
 
@@ -238,8 +218,8 @@ class MiniDetectorConfig:
     head_convs: int = 2
 
     def key(self) -> str:
-        """16 hex digits identifying the weights: every field but ``test_images``, and the code that
-        builds and trains the detector (without its docstrings and comments)."""
+        """16 hex digits of every field but ``test_images`` and of the code that builds and trains
+        the detector (docstrings and comments left out)."""
         weights = {k: v for k, v in asdict(self).items() if k != "test_images"}
         code = [_code_without_docstrings(f) for f in (_stage, tiny_resnet_fpn, mini_retinanet, _use_smooth_l1,
                                                       well_lit_scenes, _augment_well_lit, _train_mini,
@@ -249,7 +229,7 @@ class MiniDetectorConfig:
 
 
 def _code_without_docstrings(function) -> str:
-    """A function's syntax tree, docstrings and comments left out: changes only when its code does."""
+    """A function's syntax tree without docstrings and comments."""
     tree = ast.parse(textwrap.dedent(inspect.getsource(function)))
     for node in ast.walk(tree):
         if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and ast.get_docstring(node) is not None:
@@ -258,14 +238,10 @@ def _code_without_docstrings(function) -> str:
 
 
 def well_lit_scenes(seed: int, stream: int, n: int, height: int, width: int):
-    """``n`` well-lit procedural street scenes (:func:`reprolib.synth.render_street_scene`) to
-    pretrain (stream 0) and test (stream 1) the mini detector; scene ``i`` of ``stream`` is drawn
-    from ``np.random.default_rng([seed, stream, i])`` (GenISP study).
-
-    Returns:
-        ``(images, targets)``: ``uint8`` tensor n×3×H×W (sRGB, 8 bits like an ordinary photo) and a
-        list of ``{"boxes": float32 N×4 xyxy, "labels": int64 N}``.
-    """
+    """``n`` well-lit street scenes (:func:`reprolib.synth.render_street_scene`) to pretrain
+    (stream 0) or test (stream 1) the mini detector, scene ``i`` from ``default_rng([seed, stream,
+    i])``. Returns ``uint8`` n×3×H×W sRGB and a list of ``{"boxes": float32 N×4 xyxy, "labels":
+    int64 N}``."""
     images = torch.empty(n, 3, height, width, dtype=torch.uint8)
     targets = []
     for i in range(n):
@@ -318,18 +294,13 @@ def _well_lit_ap(model: RetinaNet, cfg: MiniDetectorConfig) -> dict:
 
 def pretrain_mini_detector(cfg: MiniDetectorConfig = MiniDetectorConfig(), cache: str | Path | None = None,
                            progress: bool = True) -> tuple[RetinaNet, dict]:
-    """Train the mini detector on well-lit scenes once, freeze it, and cache it (GenISP study).
+    """Train the mini detector on well-lit scenes once (the miniature's "COCO pretraining"), freeze
+    and cache it in ``cache`` (default ``data.cache_dir()/detectors``) as ``<cfg.key()>.pt``. Step
+    ``k``'s batch: ``default_rng([seed, 2, k])`` over ``cfg.pool`` flipped and jittered scenes.
 
-    The miniature's stand-in for "a RetinaNet pretrained on COCO", at the size GenISP's pipeline
-    feeds it. Training goes through :func:`reprolib.train.train` (Adam, step schedule, resumable);
-    the batch of step ``k`` is drawn from ``default_rng([seed, 2, k])`` over ``cfg.pool`` scenes,
-    each flipped and brightness / contrast-jittered. ``cache``: default ``data.cache_dir()/detectors``;
-    the file is named by :meth:`MiniDetectorConfig.key`.
-
-    Returns:
-        ``(detector, info)``: the frozen detector in eval mode; ``info`` with ``key``, ``config``,
-        ``well_lit`` (AP / AP50 / AP75 on ``cfg.test_images`` unseen well-lit scenes), ``curves``,
-        ``seconds`` (training time), ``steps_per_second``, ``cached`` (loaded rather than trained).
+    Returns ``(detector, info)``: the frozen detector in eval mode; ``info`` with ``key``,
+    ``config``, ``well_lit`` (AP / AP50 / AP75 on ``cfg.test_images`` unseen scenes), ``curves``,
+    ``seconds``, ``steps_per_second``, ``cached`` (loaded rather than trained).
     """
     cache = Path(cache) if cache else data.cache_dir() / "detectors"
     path = cache / f"{cfg.key()}.pt"

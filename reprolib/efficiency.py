@@ -1,14 +1,11 @@
 """Model cost: parameters, multiply-accumulates, CPU latency and peak memory, and the cost table of
-the four studies' networks on one raw frame (Lamba & Mitra's Table 1: their network and the SID
-U-Net on a full 4256×2848 Sony frame, with GenISP and PyNET for scale; the notebook's record,
-table and figure are :mod:`reprolib.efficiency_study`).
+the four studies' networks on one raw frame (Lamba & Mitra's Table 1, on a 4256×2848 Sony frame).
 
-* MACs: :class:`torch.utils.flop_counter.FlopCounterMode` counts convolutions, transposed
-  convolutions and matmuls; one MAC is two FLOPs. Activations, pooling, pixel (un)shuffle,
-  concatenation and weight normalisation are not counted — as in the papers' tables.
-* Latency: wall-clock time of ``model(zeros)`` under :func:`torch.inference_mode` on the CPU (the
-  cost does not depend on the values); models compared are timed side by side, one call each a round.
-* Peak memory: measured in a fresh child process (:func:`peak_memory`).
+* MACs: ``FlopCounterMode`` counts convolutions, transposed convolutions and matmuls (one MAC = two
+  FLOPs), not activations, pooling, pixel (un)shuffle, concatenation or weight normalisation — as
+  the papers' tables.
+* Latency: CPU wall-clock time of ``model(zeros)`` under :func:`torch.inference_mode`, models
+  timed side by side. Peak memory: in a fresh child process (:func:`peak_memory`).
 """
 from __future__ import annotations
 
@@ -31,28 +28,22 @@ from . import models
 from .published import published_value
 from .models.lle import LLENet
 
-__all__ = ["count_parameters", "gmacs", "latency", "peak_memory", "FULL_FRAME", "README_FRAME", "EFFICIENCY_MODELS", "frame_label",
-           "input_shape", "build_model", "fast_inference", "cost_table", "side_by_side_latency", "speedup",
-           "variant_latency", "frame_inference", "peak_memory_table"]
+__all__ = ["count_parameters", "gmacs", "latency", "peak_memory", "FULL_FRAME", "README_FRAME",
+           "EFFICIENCY_MODELS", "frame_label", "input_shape", "build_model", "fast_inference",
+           "cost_table", "side_by_side_latency", "speedup", "variant_latency", "frame_inference",
+           "peak_memory_table"]
 
 
 def count_parameters(model: nn.Module) -> int:
-    """Number of scalar parameters of ``model`` (trainable or not).
-
-    For weight-normalised convolutions this counts ``g`` and ``v`` (as the authors' own
-    parameter count does), not the derived ``weight``.
-    """
+    """Number of scalar parameters of ``model``, trainable or not (weight norm: ``g`` and ``v``, as
+    the authors count)."""
     return sum(p.numel() for p in model.parameters())
 
 
 def gmacs(model: nn.Module, input_shape: tuple[int, ...]) -> float:
-    """Giga multiply-accumulates of one forward pass, counted by ``FlopCounterMode``.
-
-    ``model`` takes one tensor of ``input_shape`` (e.g. ``(1, 1, 2848, 4256)``). It is copied to the
-    ``meta`` device, so no memory is allocated and no arithmetic is done (a full frame is counted in
-    well under a second); a model that cannot run there is run for real on a zero input.
-    Returns MACs / 1e9 (FLOPs / 2e9).
-    """
+    """Giga multiply-accumulates (FLOPs / 2e9) of one forward pass of ``model`` on a tensor of
+    ``input_shape`` (e.g. ``(1, 1, 2848, 4256)``), run on a ``meta`` copy (no memory, no
+    arithmetic), or for real on zeros when the model cannot run there."""
     try:
         return _count_gmacs(copy.deepcopy(model).to("meta"), torch.zeros(input_shape, device="meta"))
     except (NotImplementedError, RuntimeError):
@@ -68,14 +59,11 @@ def _count_gmacs(model: nn.Module, x: torch.Tensor) -> float:
 
 def latency(timed: dict, rounds: int = 3, warmup: int = 1, threads: int | None = None,
             progress: bool = False) -> dict:
-    """CPU wall-clock time of ``model(zeros(shape))`` for several models, measured side by side.
-
-    After ``warmup`` untimed rounds (allocator, kernel selection), each of ``rounds`` rounds times
-    one call of every model in turn, so a change of the machine's speed affects all models alike and
-    their ratio stays fair (:func:`speedup`). ``timed``: name → ``(model, input shape)``, each model
-    in the mode to time (``eval()``); ``threads``: intra-op threads (restored afterwards; ``None``
-    keeps the current setting). Returns name → ``{"times_s": [per round], "median_s", "min_s", "threads"}``.
-    """
+    """CPU wall-clock time of ``model(zeros(shape))`` for several models, side by side: after
+    ``warmup`` untimed rounds, each round times one call of every model in turn, so a change of the
+    machine's speed affects all alike. ``timed``: name → ``(model in eval mode, input shape)``;
+    ``threads``: intra-op threads (``None``: unchanged). Returns name → ``{"times_s": [per round],
+    "median_s", "min_s", "threads"}``."""
     if rounds < 1 or warmup < 0:
         raise ValueError("rounds must be ≥ 1 and warmup ≥ 0")
     previous, times = torch.get_num_threads(), {name: [] for name in timed}
@@ -126,15 +114,12 @@ def _measure_in_child(queue, fn, args, kwargs) -> None:
 
 
 def peak_memory(fn: Callable, *args, **kwargs) -> int:
-    """Peak resident memory (bytes, ≥ 0) that ``fn(*args, **kwargs)`` adds, measured in a fresh process.
+    """Peak resident memory (bytes, ≥ 0) that ``fn(*args, **kwargs)`` adds, in a fresh process.
 
-    A ``multiprocessing`` *spawn* child (a new interpreter: nothing the parent allocated counts)
-    imports ``fn`` (picklable: a module-level function or a ``functools.partial`` of one) and
-    unpickles the arguments, resets its peak resident set size (Linux: ``/proc/self/clear_refs``),
-    notes ``VmRSS``, calls ``fn`` and returns the peak ``VmHWM`` minus that: the extra memory the call
-    needed beyond the interpreter, imports and arguments (weights built *inside* ``fn`` count).
-    Without ``/proc`` the baseline is the peak so far (``ru_maxrss``), an under-estimate for a call
-    that needs less than the imports did. Raises RuntimeError if ``fn`` raises or the child dies.
+    A *spawn* child unpickles ``fn`` (module-level, or a ``functools.partial`` of one) and the
+    arguments, resets its peak RSS (Linux ``/proc/self/clear_refs``; elsewhere the peak so far is
+    the baseline), calls ``fn`` and returns its ``VmHWM`` minus the ``VmRSS`` before: what ``fn``
+    allocates, weights included. Raises RuntimeError if ``fn`` raises or the child dies.
     """
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
@@ -186,11 +171,8 @@ def input_shape(name: str, frame: tuple[int, int]) -> tuple[int, ...]:
 
 
 def build_model(name: str, device: str = "cpu") -> nn.Module:
-    """A freshly initialised model of :data:`EFFICIENCY_MODELS`, in eval mode.
-
-    Seeded with ``torch.manual_seed(0)`` (cost does not depend on the weights). ``device='meta'``
-    builds it without memory or initialisation cost, enough for counting parameters and operations.
-    """
+    """A model of :data:`EFFICIENCY_MODELS` initialised from ``torch.manual_seed(0)``, in eval mode
+    (``device='meta'``: no memory, enough to count parameters and operations)."""
     if name not in EFFICIENCY_MODELS:
         raise ValueError(f"unknown model {name!r}; known: {list(EFFICIENCY_MODELS)}")
     _, _, family, kwargs, _ = EFFICIENCY_MODELS[name]
@@ -203,27 +185,20 @@ def build_model(name: str, device: str = "cpu") -> nn.Module:
 
 
 def fast_inference(model: LLENet) -> LLENet:
-    """The inference fast path of a trained network: the same function, computed faster on a CPU.
-
-    Used by the efficiency and RDB notebooks. Outputs change only by float rounding (~1e-6 on a full
-    frame): weight normalisation folded into plain conv weights (:meth:`LLENet.fused`), so ``g · v /
-    ‖v‖`` is not recomputed at every call; channels-last conv weights, which oneDNN runs 10-15 %
-    faster on these thin feature maps (folding alone is within the noise). Returns a new module in
-    eval mode; the input stays ``B×1×H×W`` as for :class:`LLENet`.
-    """
+    """The inference fast path of a trained network, the same function up to float rounding (~1e-6):
+    weight normalisation folded into the conv weights (:meth:`LLENet.fused`), channels-last (10-15 %
+    faster with oneDNN). Returns a new module in eval mode; the input stays ``B×1×H×W``."""
     return model.fused().eval().to(memory_format=torch.channels_last)
 
 
 def cost_table(names: Sequence[str], frames: Sequence[tuple[int, int]] = (FULL_FRAME, README_FRAME),
                timed: dict | None = None, reference: str = "lle_fused") -> pd.DataFrame:
-    """Parameters and GMACs of one forward pass (meta device) of models ``names`` at ``H × W`` raw
-    ``frames``, beside the published ones: a DataFrame indexed by model label with ``parameters``,
-    ``M (ours)``, ``M (paper)``, per frame ``input <W×H>`` (C×H×W) and ``GMACs <W×H>``, and at the
-    paper's and the README's frames ``published <W×H>`` and ``Δ <W×H> (%)`` (None: not published).
-    ``timed`` (a :func:`side_by_side_latency` result at ``frames[0]``) adds ``median s``, ``GMAC/s``
-    and ``time / <reference>``. The weight-normalised network counts ``g`` and ``v`` (784,768, as
-    the authors do); its fast path one plain weight per conv (fewer scalars, the same MACs).
-    """
+    """Parameters and GMACs (meta device) of models ``names`` at ``H × W`` raw ``frames`` beside the
+    published ones: a DataFrame indexed by model label with ``parameters``, ``M (ours)``,
+    ``M (paper)``, per frame ``input <W×H>`` (C×H×W) and ``GMACs <W×H>``, at the paper's and
+    README's frames ``published <W×H>`` and ``Δ <W×H> (%)`` (None: not published). ``timed`` (a
+    :func:`side_by_side_latency` result at ``frames[0]``) adds ``median s``, ``GMAC/s`` and
+    ``time / <reference>``."""
     published = {FULL_FRAME: "gmacs_sony", README_FRAME: "gmacs_2048x4096"}
     rows = []
     for name in names:
@@ -257,12 +232,9 @@ def side_by_side_latency(names: Sequence[str], frame: tuple[int, int], rounds: i
 
 
 def speedup(timed: dict, name: str, reference: str = "sid") -> dict:
-    """The speed ratio ``reference / name`` of a :func:`latency` result.
-
-    Returns ``{"per_round": [t_ref / t_name], "median": their median, "of_minima": min t_ref / min
-    t_name}``: each round timed both back to back, so the median of the per-round ratios resists a
-    change of load between rounds; the ratio of the minima is the least disturbed estimate.
-    """
+    """The speed ratio ``reference / name`` of a :func:`latency` result: ``{"per_round": [t_ref /
+    t_name], "median": their median (robust to load changes between rounds), "of_minima": min t_ref
+    / min t_name}``."""
     ref, own = timed[reference]["times_s"], timed[name]["times_s"]
     per_round = [a / b for a, b in zip(ref, own)]
     return {"per_round": per_round, "median": statistics.median(per_round), "of_minima": min(ref) / min(own)}
@@ -277,8 +249,7 @@ def variant_latency(nets: dict, frame: tuple[int, int], rounds: int = 3, warmup:
 
 
 def frame_inference(name: str, frame: tuple[int, int], threads: int | None = None) -> None:
-    """Build model ``name`` and run one inference on a zero ``H × W`` frame input (a module-level
-    function, so that :func:`peak_memory` can run it in a fresh process)."""
+    """Build model ``name`` and run it once on a zero ``H × W`` frame (for :func:`peak_memory`)."""
     if threads:
         torch.set_num_threads(threads)
     model = build_model(name)
@@ -287,7 +258,6 @@ def frame_inference(name: str, frame: tuple[int, int], threads: int | None = Non
 
 
 def peak_memory_table(names: Sequence[str], frame: tuple[int, int], threads: int | None = None) -> dict:
-    """Extra peak resident memory (GB) of one inference at ``frame`` per model, each in a fresh
-    process (:func:`peak_memory`): the weights and every intermediate tensor the CPU forward pass
-    holds at its peak. CPU memory; the paper's Table 1 does not say which memory it reports."""
+    """Extra peak resident CPU memory (GB) of one inference at ``frame`` per model, weights
+    included, each in a fresh process (:func:`peak_memory`)."""
     return {name: peak_memory(frame_inference, name, tuple(frame), threads) / 1e9 for name in names}

@@ -1,9 +1,7 @@
-"""Evaluation (SID and Lamba & Mitra studies; :func:`metric_rows`: every study): padded and tiled
-inference, per-image metrics over SID-layout pairs, the traditional pipeline scored by the same code,
-summaries, by-ratio tables, run-record rows. Protocol (:func:`reprolib.metrics.protocol`): the output is
-clamped to ``[0, 1]`` (as ``test_Sony.py`` before saving) and compared with the whole ground truth, per
-image, one image at a time; ``*_8bit`` columns quantise both to 8 bits first (the authors' PNGs). Detection
-(GenISP study): :func:`detection_row` scores a frozen detector, optionally behind an ISP.
+"""Evaluation: padded and tiled inference, per-image metrics over SID-layout pairs (the traditional
+pipeline scored by the same code), summaries, run-record rows (:func:`metric_rows`, every study),
+and :func:`detection_row` (GenISP). Protocol (:func:`reprolib.metrics.protocol`): the output
+clamped to ``[0, 1]`` vs the whole ground truth, per image; ``*_8bit``: both quantised to 8 bits.
 """
 from __future__ import annotations
 
@@ -21,17 +19,14 @@ from .data.sid import AMPLIFICATION_CAP, SID_INPUT, DecodedCache, InputConventio
     amplification, ratio_label
 
 __all__ = ["tile_spans", "infer_tiled", "infer", "image_row", "evaluate", "conventional_output",
-           "evaluate_conventional", "METRIC_COLUMNS", "summarise", "by_ratio", "SID_METRICS", "metric_rows",
-           "DETECTION_PROTOCOL", "detection_row"]
+           "evaluate_conventional", "METRIC_COLUMNS", "summarise", "by_ratio", "SID_METRICS",
+           "metric_rows", "DETECTION_PROTOCOL", "detection_row"]
 
 
 def tile_spans(length: int, tile: int, overlap: int, multiple: int = 16) -> list[tuple[int, int, int, int]]:
-    """Tiles along one axis: ``(start, stop, keep_start, keep_stop)`` for each tile.
-
-    Tile starts are multiples of ``multiple`` so that the network's pooling grid inside a tile
-    coincides with the one of the whole image; neighbouring tiles overlap by at least ``overlap``
-    and each keeps its output up to the middle of the overlap, so every kept pixel has at least
-    ``overlap / 2`` of context on each inner side.
+    """Tiles along one axis: ``(start, stop, keep_start, keep_stop)`` each. Starts are multiples of
+    ``multiple`` (the pooling grid of the whole image); tiles overlap by at least ``overlap`` and
+    keep their output up to the middle of the overlap (≥ ``overlap / 2`` of context inside).
 
     >>> tile_spans(100, 64, 32)
     [(0, 64, 0, 48), (32, 100, 48, 100)]
@@ -69,11 +64,8 @@ def _pad_call(model, x: torch.Tensor, multiple: int) -> torch.Tensor:
 @torch.no_grad()
 def infer_tiled(model: torch.nn.Module, x: torch.Tensor, tile: int = 512, overlap: int = 64,
                 multiple: int = 16) -> torch.Tensor:
-    """Run an image-to-image network over a large input in overlapping tiles, in bounded memory.
-
-    Each tile (``tile×tile`` input pixels starting on a multiple of ``multiple``, padded by
-    reflection at the border) is run separately and keeps its centre (:func:`tile_spans`): peak
-    memory is one tile plus the input and output, whatever the frame size (full 4256×2848 frames on CPU).
+    """Run an image-to-image network over a large input in overlapping tiles (:func:`tile_spans`,
+    padded by reflection at the border): peak memory is one tile plus the input and output.
 
     Args:
         model: maps ``1×C×h×w`` to ``1×3×(s·h)×(s·w)`` (SID U-Net: ``s = 2``); run in eval mode.
@@ -81,8 +73,7 @@ def infer_tiled(model: torch.nn.Module, x: torch.Tensor, tile: int = 512, overla
         tile, overlap: in input pixels; ``tile − overlap`` must be a multiple of ``multiple``.
         multiple: the network's size divisor (SID U-Net 16, Lamba & Mitra 32).
 
-    Returns:
-        ``1×3×(s·H)×(s·W)`` float32 on the CPU, the network's raw (unclamped) output.
+    Returns ``1×3×(s·H)×(s·W)`` float32 on the CPU, the network's raw (unclamped) output.
     """
     if x.dim() != 4 or x.shape[0] != 1:
         raise ValueError(f"expected a 1×C×H×W input, got {tuple(x.shape)}")
@@ -109,12 +100,9 @@ def infer_tiled(model: torch.nn.Module, x: torch.Tensor, tile: int = 512, overla
 @torch.no_grad()
 def infer(model: torch.nn.Module, x: torch.Tensor, tile: int | None = None, overlap: int = 64,
           multiple: int = 16) -> torch.Tensor:
-    """The network's output for a whole ``1×C×H×W`` input: padded to ``multiple`` and cropped back,
-    tiled (:func:`infer_tiled`) when ``tile`` is given and the image is larger than a tile.
-
-    Returns:
-        ``1×3×(s·H)×(s·W)`` float32 on the CPU, unclamped.
-    """
+    """The network's output for a whole ``1×C×H×W`` input, padded to ``multiple`` and cropped back,
+    tiled (:func:`infer_tiled`) when larger than ``tile``: ``1×3×(s·H)×(s·W)`` float32 on the CPU,
+    unclamped."""
     if tile is not None and max(x.shape[-2:]) > tile:
         return infer_tiled(model, x, tile=tile, overlap=overlap, multiple=multiple)
     was_training = model.training
@@ -138,8 +126,8 @@ def image_row(pair: SIDPair, pred: torch.Tensor, target: torch.Tensor) -> dict:
 def evaluate(model: torch.nn.Module, pairs: Sequence[SIDPair], cache: DecodedCache, *,
              convention: InputConvention = SID_INPUT, tile: int | None = None, overlap: int = 64,
              progress: bool = True, desc: str = "evaluate") -> pd.DataFrame:
-    """A network on whole test images in its input ``convention``, output clamped to ``[0, 1]``,
-    tiles of ``tile`` input pixels when given: one :func:`image_row` per pair."""
+    """One :func:`image_row` per pair: the network on whole test images in its input
+    ``convention`` (tiles of ``tile`` input pixels when given), output clamped to ``[0, 1]``."""
     images = SIDImages(pairs, cache, convention)
     rows = []
     for pair in tqdm(images.pairs, desc=desc, disable=not progress, leave=False, mininterval=2.0):
@@ -159,8 +147,7 @@ def conventional_output(pair: SIDPair, cap: float | None = AMPLIFICATION_CAP) ->
 
 def evaluate_conventional(pairs: Sequence[SIDPair], cache: DecodedCache, cap: float | None = AMPLIFICATION_CAP,
                           progress: bool = True, desc: str = "traditional pipeline") -> pd.DataFrame:
-    """The traditional pipeline (:func:`conventional_output`) scored by the same code on the same
-    pairs: a DataFrame like :func:`evaluate`'s."""
+    """:func:`conventional_output` scored as :func:`evaluate` scores a network (same columns)."""
     images = SIDImages(pairs, cache)
     return pd.DataFrame([image_row(pair, conventional_output(pair, cap), images.target(pair))
                          for pair in tqdm(images.pairs, desc=desc, disable=not progress, leave=False, mininterval=2.0)])
@@ -172,11 +159,10 @@ METRIC_COLUMNS = ("psnr", "ssim", "psnr_8bit", "ssim_8bit")
 
 def crop_panels(models: dict, pairs: Sequence[SIDPair], cache: DecodedCache, crop: int,
                 convention: InputConvention = SID_INPUT, tile: int | None = None) -> dict:
-    """Keyword arguments of :func:`reprolib.plots.image_grid` for test crops (SID and Lamba & Mitra
-    notebooks): per pair, the centre ``crop``² (even offsets: the CFA phase is kept) of the amplified
-    input as camera RGB (what the network receives), the traditional pipeline, each of ``models``
-    (label → network) and the ground truth, each ``H×W×3`` in ``[0, 1]``; each output noted with its
-    PSNR on the crop."""
+    """Keyword arguments of :func:`reprolib.plots.image_grid` for test crops: per pair, the centre
+    ``crop``² (even offsets) of the amplified input as camera RGB, the traditional pipeline, each of
+    ``models`` (label → network) and the ground truth, ``H×W×3`` in ``[0, 1]``, outputs noted with
+    their PSNR."""
     images, grid, notes = SIDImages(pairs, cache, convention), [], []
     for pair in pairs:
         x, target = images.input(pair), images.target(pair)
@@ -193,9 +179,8 @@ def crop_panels(models: dict, pairs: Sequence[SIDPair], cache: DecodedCache, cro
 
 
 def summarise(results: dict) -> pd.DataFrame:
-    """Means over the test images of each method (``results``: name → :func:`evaluate` frame):
-    indexed by method, with ``images``, ``PSNR``, ``SSIM``, ``PSNR 8-bit``, ``SSIM 8-bit`` and
-    ``brightness``."""
+    """Per-method means over the test images (``results``: name → :func:`evaluate` frame), one row
+    a method: ``images``, ``PSNR``, ``SSIM``, ``PSNR 8-bit``, ``SSIM 8-bit``, ``brightness``."""
     return pd.DataFrame([{"method": name, "images": len(df), "PSNR": df["psnr"].mean(), "SSIM": df["ssim"].mean(),
                           "PSNR 8-bit": df["psnr_8bit"].mean(), "SSIM 8-bit": df["ssim_8bit"].mean(),
                           "brightness": df["brightness"].mean()} for name, df in results.items()]).set_index("method")
@@ -219,19 +204,15 @@ SID_METRICS = (("PSNR 8-bit", "psnr", "PSNR (dB), 8-bit"), ("SSIM 8-bit", "ssim"
 def metric_rows(summary: pd.DataFrame, method: str, model_label: str, key_prefix: str | None, protocol: str,
                 columns: Sequence[tuple[str, str, str]] = SID_METRICS, *, split: str = "test",
                 count: str | None = "images", digits: int = 4) -> list[dict]:
-    """Run-record ``metrics`` rows for one method (row ``method``) of a summary table, every study.
+    """Run-record ``metrics`` rows ``[{"key", "model", "metric", "value", "protocol", "split"[,
+    "images"]}]`` for row ``method`` of ``summary`` (one row per method, one column per metric).
 
     Args:
-        summary: one row per method, one column per metric (e.g. :func:`summarise`).
-        model_label: the ``model`` of the rows. key_prefix: keys are ``<key_prefix>/<suffix>``
-            (matching ``published.yaml``); ``None``: no key (not on the scoreboard).
-        protocol: the evaluation protocol text.
-        columns: ``(column, key suffix, metric label)`` per row (default :data:`SID_METRICS`);
-            a column that is missing or NaN gives no row.
-        split: the data split. count: the column holding the number of images (``None``: no
-            ``images`` field). digits: rounding of the values.
-
-    Returns ``[{"key", "model", "metric", "value", "protocol", "split"[, "images"]}]``.
+        model_label: the rows' ``model``. key_prefix: keys are ``<key_prefix>/<suffix>`` (as in
+            ``published.yaml``); ``None``: no key (not on the scoreboard). protocol: its text.
+        columns: ``(column, key suffix, metric label)`` per row; a missing or NaN column gives none.
+        split: the data split. count: the column of the number of images (``None``: no
+            ``images``). digits: rounding of the values.
     """
     s = summary.loc[method]
     rows = []
@@ -256,13 +237,11 @@ DETECTION_PROTOCOL = ("Protocol: COCO AP (IoU 0.50:0.05:0.95), AP50, AP75 over t
 
 @torch.no_grad()
 def detection_row(detector, dataset, isp=None, device: str = "cpu", batch_size: int = 8, keep: int = 4) -> dict:
-    """Score a frozen detector on a detection data set, optionally behind an image-to-image ``isp``
-    (GenISP's Table 1 rows). ``dataset`` items are ``(image, target)``: ``float32`` 3×h×w, already
-    pre-processed (e.g. ``genisp_study.RawNODInputs``), and ``{"boxes": N×4 xyxy pixels of image,
-    "labels": N}``; ``isp`` maps 1×3×h×w → 1×3×h×w (run in eval mode). Returns ``AP``, ``AP50``,
-    ``AP75`` (:func:`reprolib.detect.average_precision`), ``input_mean`` / ``input_std`` (of what
-    the detector was fed, over all pixels), ``predictions`` and ``targets`` (one dict per image),
-    ``examples`` (the first ``keep`` detector inputs, CPU)."""
+    """Score a frozen detector, optionally behind an image-to-image ``isp`` (1×3×h×w → 1×3×h×w,
+    eval mode). ``dataset`` items: ``(float32 3×h×w pre-processed image, {"boxes": N×4 xyxy
+    pixels, "labels": N})``. Returns ``AP``, ``AP50``, ``AP75`` (as
+    :func:`reprolib.detect.average_precision`), ``input_mean`` / ``input_std`` of the detector's
+    inputs, ``predictions`` and ``targets`` (per image), ``examples`` (first ``keep`` inputs)."""
     predictions, targets, examples = [], [], []
     total, total_sq, count = 0.0, 0.0, 0
     for start in range(0, len(dataset), batch_size):

@@ -1,11 +1,9 @@
-"""Training losses: SID's L1, Lamba & Mitra's loss ablation, PyNET's level-wise losses.
+"""Training losses: SID's L1, Lamba & Mitra's loss ablation, PyNET's level-wise losses. All take
+``pred`` and ``target`` as ``B×3×H×W`` in ``[0, 1]`` and return a scalar.
 
-All take ``pred`` and ``target`` as ``B×3×H×W`` in ``[0, 1]`` and return a scalar.
-
-Lamba & Mitra's combined loss: the official code computes ``L1 + 0.2·(1 − MS-SSIM)``
-(:func:`l1_ms_ssim`, weights ``(1.0, 0.2)``, **our default**, because the published weights were
-trained with it); a public reproduction quotes the paper as ``0.8·L1 + 0.2·(1 − MS-SSIM)``
-(weights ``(0.8, 0.2)``). MS-SSIM at 5 scales needs crops of at least 176 px a side.
+Lamba & Mitra's official code computes ``L1 + 0.2·(1 − MS-SSIM)`` (our default: the published
+weights were trained with it); a public reproduction quotes the paper as
+``0.8·L1 + 0.2·(1 − MS-SSIM)``. MS-SSIM at 5 scales needs crops of at least 176 px a side.
 """
 from __future__ import annotations
 
@@ -87,16 +85,10 @@ class _VGGContent(torch.nn.Module):
 
 
 def content_network(kind: str, weights: str | Path | None = None, seed: int = 0) -> torch.nn.Module | None:
-    """The network of PyNET's content loss: VGG-19 up to ``relu5_4`` (torchvision's
-    ``vgg19().features[:36]``, the official ``CONTENT_LAYER = 'relu_16'``), frozen.
-
-    Args:
-        kind: one of :data:`CONTENT_LOSSES`. ``'vgg19-imagenet'``: weights from ``weights``
-            (torchvision's ``vgg19-dcbb9e9d.pth``, read from disk). ``'vgg19-random'``:
-            torchvision's initialisation (Kaiming normal, fan-out) drawn from ``seed``.
-
-    Returns:
-        A module mapping B×3×H×W in ``[0, 1]`` to B×512×H/16×W/16 features; None for ``'none'``.
+    """The frozen network of PyNET's content loss: VGG-19 up to ``relu5_4`` (the official
+    ``'relu_16'``), mapping B×3×H×W in ``[0, 1]`` to B×512×H/16×W/16; None for ``kind='none'``.
+    ``'vgg19-imagenet'``: weights from the file ``weights`` (torchvision's ``vgg19-dcbb9e9d.pth``);
+    ``'vgg19-random'``: torchvision's initialisation (Kaiming normal, fan-out) drawn from ``seed``.
     """
     if kind not in CONTENT_LOSSES:
         raise ValueError(f"content loss must be one of {CONTENT_LOSSES}, got {kind!r}")
@@ -128,8 +120,7 @@ def pynet_loss(level: int, pred: torch.Tensor, target: torch.Tensor,
     ``MSE + content + 0.4·(1 − MS-SSIM)`` (0; :func:`~reprolib.metrics.ms_ssim_official` over
     the batch, scale terms clamped at 0). ``content``: ``MSE(vgg(pred), vgg(target))`` with
     :func:`content_network`; left out when None or when the images are smaller than
-    :data:`CONTENT_MIN_SIDE` (``relu5_4`` would be empty).
-    """
+    :data:`CONTENT_MIN_SIDE` (``relu5_4`` would be empty)."""
     mse = F.mse_loss(pred, target)
     if level >= 4:
         return mse

@@ -1,12 +1,9 @@
-"""Image-quality metrics with their protocol stated (torchmetrics underneath), and PyNET's own
-PSNR and MS-SSIM (:func:`psnr_official`, :func:`ms_ssim_official`), which define its published numbers.
+"""Image-quality metrics (torchmetrics underneath) and PyNET's own PSNR and MS-SSIM
+(:func:`psnr_official`, :func:`ms_ssim_official`), which define its published numbers.
 
-Used by the SID, Lamba & Mitra and PyNET studies. Every table prints :func:`protocol` above it.
-
-Protocol: per-image PSNR / SSIM on sRGB images in ``[0, 1]`` (``B×3×H×W``), averaged over the
-test images (not PSNR of the pooled MSE). ``*_8bit`` variants first quantise both images to 8 bits,
-as the SID authors did (they evaluated saved 8-bit PNGs in MATLAB). SSIM: torchmetrics' Gaussian
-window 11, σ = 1.5, K = (0.01, 0.03), computed on the three channels and averaged; no border crop.
+Protocol (:func:`protocol`): per-image PSNR / SSIM of sRGB ``B×3×H×W`` in ``[0, 1]``, averaged over
+the test images; ``*_8bit``: both quantised to 8 bits first (the SID authors scored 8-bit PNGs).
+SSIM: Gaussian window 11, σ = 1.5, K = (0.01, 0.03), mean over the channels; no border crop.
 """
 from __future__ import annotations
 
@@ -55,11 +52,8 @@ def ms_ssim(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def image_metrics(pred: torch.Tensor, target: torch.Tensor) -> dict[str, list[float]]:
-    """PSNR and SSIM per image, on float sRGB and on 8-bit quantised sRGB.
-
-    Returns:
-        ``{"psnr": [...], "ssim": [...], "psnr_8bit": [...], "ssim_8bit": [...]}`` (one value per image).
-    """
+    """PSNR and SSIM per image, on float and 8-bit quantised sRGB: ``{"psnr": [...], "ssim": [...],
+    "psnr_8bit": [...], "ssim_8bit": [...]}``."""
     p8, t8 = quantize_8bit(pred), quantize_8bit(target)
     return {"psnr": psnr(pred, target).tolist(), "ssim": ssim(pred, target).tolist(),
             "psnr_8bit": psnr(p8, t8).tolist(), "ssim_8bit": ssim(p8, t8).tolist()}
@@ -90,17 +84,15 @@ def _gaussian_window(size: int, sigma: float = 1.5) -> torch.Tensor:
 
 def ms_ssim_official(pred: torch.Tensor, target: torch.Tensor, normalize: str | None = None,
                      reduction: str = "none") -> torch.Tensor:
-    """MS-SSIM as PyNET's own code (``msssim.py``): the PyNET study's level-0 loss and metric
-    (the published 0.8623). Unlike :func:`ms_ssim` (kept: they define the published number): the
-    Gaussian window (11, σ 1.5) shrinks to a smaller image (64-pixel patches work at 5 scales);
-    'valid' filtering; a scale's contrast-structure term is the mean of the ratio map; weights
-    0.0448, 0.2856, 0.3001, 0.2363, 0.1333; 2×2 average pooling; dynamic range 1.
+    """MS-SSIM as PyNET's ``msssim.py`` (its level-0 loss and published metric). Unlike
+    :func:`ms_ssim`: the window (11, σ 1.5) shrinks to a small image (64-px patches work at 5
+    scales); 'valid' filtering; a scale's contrast-structure term is the mean of the ratio map;
+    weights 0.0448, 0.2856, 0.3001, 0.2363, 0.1333; 2×2 average pooling; dynamic range 1.
 
     Args:
         pred, target: ``float32`` B×3×H×W in ``[0, 1]``.
         normalize: ``None`` as the official code (a negative scale term gives NaN), or ``'relu'``
-            to clamp each scale's terms at 0 (PyNET's training loss: an early anti-correlated
-            patch cannot stop training).
+            to clamp each scale's terms at 0 (PyNET's training loss).
         reduction: ``'none'``: one value per image, ``(B,)``; ``'batch'``: one value, the means
             taken over the batch *before* the product, as the official loss does.
     """

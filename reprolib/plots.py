@@ -1,8 +1,5 @@
-"""The book's figures that every study draws the same way: training curves, image grids, and the
-camera-RGB view of a raw input. Study-specific figures (detections, CST directions) stay with their study.
-
-Every function returns a :class:`matplotlib.figure.Figure`; the notebook shows it and saves it with
-:meth:`reprolib.study.Run.savefig`.
+"""The figures every study draws the same way: training curves, image grids (each returns a
+:class:`matplotlib.figure.Figure`), and the camera-RGB view of a raw input.
 """
 from __future__ import annotations
 
@@ -19,15 +16,11 @@ def training_curves(histories: dict, panels: Sequence[tuple] = (("loss", "traini
                     colours: Sequence | None = None):
     """Logged curves against the step, one line per run, one panel per curve name.
 
-    Used by every study notebook that trains.
-
     Args:
-        histories: label → :class:`reprolib.train.History` (its ``curves``: name → list of
-            ``{"step", "value"}``).
+        histories: label → :class:`reprolib.train.History`.
         panels: ``(curve name, y-axis label, log scale)`` per panel, left to right.
         xlabel: the x-axis label; ``x_scale`` divides the steps (e.g. steps per epoch → epochs).
-        sequential: draw the runs one after another on the x axis (PyNET's levels, trained in
-            turn), with a thin line where each ends.
+        sequential: runs one after another on the x axis (PyNET's levels), a line where each ends.
         colours: one colour per run (default: matplotlib's cycle).
     """
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels) if len(panels) > 1 else 9, 3.6),
@@ -59,12 +52,9 @@ def image_grid(images: Sequence[Sequence[np.ndarray]], col_titles: Sequence[str]
 
     Args:
         images: ``rows × columns`` arrays, each ``H×W×3`` float in ``[0, 1]`` (clipped for display).
-        col_titles: a title per column, shown above the first row.
-        row_labels: a label per row (left of the row).
-        cell_notes: ``rows × columns`` short notes shown under each image's title (e.g. its
-            PSNR); ``""`` for none.
-        cell_size: inches per image (width, height).
-        title: a title above the grid.
+        col_titles: a title per column (above the first row). row_labels: a label per row.
+        cell_notes: ``rows × columns`` notes under each image's title (e.g. its PSNR; ``""``: none).
+        cell_size: inches per image (width, height). title: a title above the grid.
     """
     n_rows, n_cols = len(images), len(col_titles)
     fig, axes = plt.subplots(n_rows, n_cols, figsize=(cell_size[0] * n_cols, cell_size[1] * n_rows),
@@ -77,8 +67,7 @@ def image_grid(images: Sequence[Sequence[np.ndarray]], col_titles: Sequence[str]
             if cell_notes is not None and cell_notes[r][c]:
                 lines.append(cell_notes[r][c])
             ax.set_title("\n".join(lines), fontsize=8)
-            ax.set_xticks([])
-            ax.set_yticks([])
+            ax.set(xticks=[], yticks=[])
         if row_labels is not None:
             axes[r, 0].set_ylabel(row_labels[r], fontsize=8)
     if title:
@@ -88,17 +77,10 @@ def image_grid(images: Sequence[Sequence[np.ndarray]], col_titles: Sequence[str]
 
 
 def camera_rgb(packed, order: str = "RGGB") -> np.ndarray:
-    """A packed raw image as camera RGB for display: R, the mean of the two greens, B,
-    nearest-upsampled ×2 to the mosaic's size, clipped to ``[0, 1]``; no white balance, no gamma
-    (what a network receives).
-
-    Args:
-        packed: ``4×h×w`` or ``1×4×h×w`` (numpy or torch), channels in ``order`` — ``"RGBG"`` for
-            SID's packing, ``"RGGB"`` for :func:`reprolib.raw.pack`'s default.
-
-    Returns:
-        ``2h×2w×3`` float32.
-    """
+    """A packed raw image as camera RGB for display (what a network receives): ``4×h×w`` or
+    ``1×4×h×w`` (numpy or torch, channels in ``order``, e.g. SID's ``"RGBG"``) → ``2h×2w×3``
+    float32 R, mean of the greens, B, nearest-upsampled, clipped to ``[0, 1]``; no white balance
+    or gamma."""
     x = packed.detach().cpu().numpy() if hasattr(packed, "detach") else np.asarray(packed)
     x = x.reshape(x.shape[-3:])
     planes = {ch: [] for ch in "RGB"}

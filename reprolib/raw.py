@@ -1,17 +1,12 @@
-"""Reading Bayer raw files, and the packing / resizing conventions of the four studies.
+"""Reading Bayer raw files (real or :mod:`reprolib.synth`'s DNGs) into a :class:`RawFrame`, and the
+packing / resizing conventions of the four studies.
 
-This module is the one way the project reads raw files (real ARW/NEF/DNG/... or the synthetic
-DNGs of :mod:`reprolib.synth`). Everything downstream works on a :class:`RawFrame`.
-
-Conventions used throughout:
-
-* ``mosaic``: ``float32`` array ``H×W``, black level subtracted *per CFA position*, divided by
+* ``mosaic``: ``float32`` ``H×W``, black level subtracted *per CFA position*, divided by
   ``white − black``, clipped to ``[0, 1]``.
 * ``cfa``: the 2×2 colour filter pattern read row by row from the top-left pixel of the visible
   area, e.g. ``'RGGB'`` means ``mosaic[0, 0]`` is red and ``mosaic[1, 1]`` is blue.
-* packed arrays: ``4×H/2×W/2`` (channel first), in a named channel *order* such as ``'RGGB'``
-  (Lamba & Mitra, GenISP) or SID's ``'RGBG'``. In an order string the first ``G`` is the green on
-  the red row and the second ``G`` the green on the blue row.
+* packed arrays: ``4×H/2×W/2`` (channel first) in a channel *order* such as ``'RGGB'`` (Lamba &
+  Mitra, GenISP) or SID's ``'RGBG'``; its first ``G`` is the green on the red row.
 """
 from __future__ import annotations
 
@@ -24,23 +19,21 @@ import rawpy
 import tifffile
 import torch
 
-__all__ = [
-    "RawFrame", "RawReadError", "read", "pack", "unpack", "pack_rgb", "cfa_positions",
-    "retinanet_resize_shape", "resize_keep_aspect", "scale_boxes", "conventional_pipeline", "CFA_PATTERNS",
-]
+__all__ = ["RawFrame", "RawReadError", "read", "pack", "unpack", "pack_rgb", "cfa_positions",
+           "retinanet_resize_shape", "resize_keep_aspect", "scale_boxes", "conventional_pipeline",
+           "CFA_PATTERNS"]
 
 #: the four Bayer phases, named by their 2×2 pattern read row by row
 CFA_PATTERNS = ("RGGB", "GRBG", "GBRG", "BGGR")
 
 
 class RawReadError(ValueError):
-    """A raw file that cannot be used: missing, unreadable, truncated, or not a Bayer sensor.
-    The message always names the file and the reason."""
+    """A missing, unreadable, truncated or non-Bayer raw file; the message names file and reason."""
 
 
 @dataclass
 class RawFrame:
-    """A decoded Bayer raw frame (see the module docstring for the conventions).
+    """A decoded Bayer raw frame (conventions: the module docstring).
 
     Attributes:
         path: the file it was read from.
@@ -73,8 +66,7 @@ class RawFrame:
 
 
 def _open(path: Path, meta: dict | None = None):
-    """Open a raw file with rawpy, turning every failure into a :class:`RawReadError`.
-    ``meta``, when given, receives the TIFF-level Make/Model/ISO."""
+    """Open a raw file with rawpy (any failure: RawReadError); ``meta`` gets Make/Model/ISO."""
     path = Path(path)
     if not path.exists():
         raise RawReadError(f"{path}: no such file")
@@ -98,11 +90,8 @@ def _open(path: Path, meta: dict | None = None):
 
 
 def _check_tiff_extent(path: Path) -> dict:
-    """Most raw formats (DNG, ARW, NEF, …) are TIFF containers. LibRaw decodes a truncated one
-    without an error (it fills the missing data with zeros and prints a warning), so check that
-    every image strip or tile the file's IFDs point to lies inside the file.
-
-    Returns the Make, Model and ISO tags of the first IFD (rawpy does not expose them)."""
+    """Check that a TIFF-based raw's image data lies inside the file (LibRaw zero-fills a
+    truncated one silently); returns the first IFD's Make, Model and ISO (not in rawpy)."""
     size = path.stat().st_size
     log = logging.getLogger("tifffile")
     level, log.level = log.level, logging.CRITICAL  # its warnings about foreign tags are noise here
@@ -135,8 +124,7 @@ def _check_tiff_extent(path: Path) -> dict:
 
 
 def _bayer_pattern(raw, path: Path) -> tuple[str, np.ndarray]:
-    """The 2×2 CFA pattern of the *visible* area as a string and as LibRaw's ``(2, 2)`` colour
-    indices, or a RawReadError."""
+    """The visible area's 2×2 CFA pattern as a string and as LibRaw's ``(2, 2)`` colour indices."""
     if raw.raw_type != rawpy.RawType.Flat or raw.raw_pattern is None:
         raise RawReadError(f"{path}: not a Bayer-mosaic raw (LibRaw raw type {raw.raw_type.name}, "
                            "e.g. a scanner, a linear DNG or a multi-shot file)")
@@ -147,8 +135,7 @@ def _bayer_pattern(raw, path: Path) -> tuple[str, np.ndarray]:
     desc = raw.color_desc.decode("ascii", "replace")
     if desc not in ("RGBG", "RGBE") or desc[3] != "G":
         raise RawReadError(f"{path}: colour filters {desc!r} are not R, G, B (a CMYG or other sensor)")
-    # The pattern LibRaw reports is for the full sensor; the visible area starts at the margins,
-    # so shift it by the margins' parity.
+    # LibRaw's pattern is the full sensor's: shift it by the parity of the visible area's margins
     top, left = raw.sizes.top_margin % 2, raw.sizes.left_margin % 2
     pattern = np.roll(pattern, shift=(-top, -left), axis=(0, 1))
     cfa = "".join(desc[c] for c in pattern.ravel())
@@ -158,11 +145,8 @@ def _bayer_pattern(raw, path: Path) -> tuple[str, np.ndarray]:
 
 
 def read(path: str | Path) -> RawFrame:
-    """Read a Bayer raw file into a :class:`RawFrame`; used by every study. Levels come from the
-    file (``black_level_per_channel``, ``white_level``), never constants.
-
-    Raises:
-        RawReadError: missing, empty, truncated or corrupt file; not a Bayer sensor; X-Trans.
+    """Read a Bayer raw file into a :class:`RawFrame`, levels from the file (never constants).
+    Raises RawReadError: missing, empty, truncated or corrupt file; not a Bayer sensor; X-Trans.
 
     Example:
         >>> frame = read(path)                                       # doctest: +SKIP
@@ -220,18 +204,15 @@ def normalise(bayer: np.ndarray, black: np.ndarray, white: float) -> np.ndarray:
 
 
 def cfa_positions(cfa: str, order: str = "RGGB") -> list[tuple[int, int]]:
-    """The ``(dy, dx)`` offset inside the 2×2 tile of each channel of ``order``.
-
-    The first ``G`` of ``order`` is the green that shares a row with red, the second the green
-    that shares a row with blue.
+    """The ``(dy, dx)`` offset inside the 2×2 tile of each channel of ``order`` (first ``G``: the
+    green on the red row).
 
     >>> cfa_positions('RGGB', 'RGBG')
     [(0, 0), (0, 1), (1, 1), (1, 0)]
     >>> cfa_positions('GRBG', 'RGGB')
     [(0, 1), (0, 0), (1, 1), (1, 0)]
     """
-    cfa = cfa.upper()
-    order = order.upper()
+    cfa, order = cfa.upper(), order.upper()
     if cfa not in CFA_PATTERNS:
         raise ValueError(f"cfa must be one of {CFA_PATTERNS}, got {cfa!r}")
     if sorted(order) != sorted("RGGB"):
@@ -240,7 +221,6 @@ def cfa_positions(cfa: str, order: str = "RGGB") -> list[tuple[int, int]]:
     for i, c in enumerate(cfa):
         dy, dx = divmod(i, 2)
         if c == "G":
-            # green on the red row vs green on the blue row
             red_row = "R" in cfa[2 * dy: 2 * dy + 2]
             where["G1" if red_row else "G2"] = (dy, dx)
         else:
@@ -255,19 +235,12 @@ def cfa_positions(cfa: str, order: str = "RGGB") -> list[tuple[int, int]]:
     return out
 
 
-def _check_even(mosaic, what="mosaic"):
+def pack(mosaic, cfa: str, order: str = "RGGB"):
+    """Pack a Bayer mosaic ``(…, H, W)`` (numpy or torch) into ``(…, 4, H/2, W/2)`` in channel
+    ``order``: ``'RGBG'`` is SID's packing, ``'RGGB'`` Lamba & Mitra's."""
     h, w = mosaic.shape[-2:]
     if h % 2 or w % 2:
-        raise ValueError(f"{what} must have even height and width to pack, got {h}×{w}")
-
-
-def pack(mosaic, cfa: str, order: str = "RGGB"):
-    """Pack a Bayer mosaic ``(…, H, W)`` into ``(…, 4, H/2, W/2)`` in channel ``order``.
-
-    Works on numpy arrays and torch tensors. ``order='RGBG'`` is SID's packing
-    (R, G on the red row, B, G on the blue row); ``'RGGB'`` is Lamba & Mitra's.
-    """
-    _check_even(mosaic)
+        raise ValueError(f"mosaic must have even height and width to pack, got {h}×{w}")
     planes = [mosaic[..., dy::2, dx::2] for dy, dx in cfa_positions(cfa, order)]
     if isinstance(mosaic, np.ndarray):
         return np.stack(planes, axis=-3)
@@ -301,7 +274,7 @@ def pack_rgb(mosaic, cfa: str):
 
 def retinanet_resize_shape(h: int, w: int, min_side: int = 800, max_side: int = 1333) -> tuple[int, int]:
     """Output size of the keras-retinanet resize rule (GenISP): keep aspect, short side to
-    ``min_side`` unless the long side would exceed ``max_side``, then long side to ``max_side``.
+    ``min_side``, or long side to ``max_side`` if it would exceed it.
 
     >>> retinanet_resize_shape(3648, 5472)
     (800, 1200)
@@ -333,11 +306,9 @@ def resize_keep_aspect(image: torch.Tensor, min_side: int, max_side: int) -> tor
 def scale_boxes(boxes, from_hw: tuple[int, int], to_hw: tuple[int, int]):
     """Scale boxes ``(N, 4)`` in ``[x1, y1, x2, y2]`` or COCO ``[x, y, w, h]`` pixels from an image
     of size ``from_hw`` to one of size ``to_hw`` (each axis by its own ratio). Numpy or torch."""
-    sy = to_hw[0] / from_hw[0]
-    sx = to_hw[1] / from_hw[1]
+    sy, sx = to_hw[0] / from_hw[0], to_hw[1] / from_hw[1]
     if isinstance(boxes, np.ndarray):
-        s = np.array([sx, sy, sx, sy], dtype=np.float64)
-        return boxes.astype(np.float64) * s
+        return boxes.astype(np.float64) * np.array([sx, sy, sx, sy], dtype=np.float64)
     s = torch.tensor([sx, sy, sx, sy], dtype=boxes.dtype if boxes.is_floating_point() else torch.float32,
                      device=boxes.device)
     return boxes.to(s.dtype) * s
@@ -345,23 +316,17 @@ def scale_boxes(boxes, from_hw: tuple[int, int], to_hw: tuple[int, int]):
 
 def conventional_pipeline(path: str | Path, amplification: float = 1.0, half_size: bool = False,
                           output_bps: int = 16) -> np.ndarray:
-    """The "traditional pipeline" baseline: LibRaw's ``postprocess`` with the camera white balance
-    and no auto-brightening, applied to the raw data multiplied by ``amplification`` (clipped at the
-    white level). Returns ``float32`` ``H×W×3`` sRGB in ``[0, 1]``.
-
-    Used by SID and Lamba & Mitra (baseline rows) and GenISP (the conventional-ISP row).
-    """
+    """The "traditional pipeline" baseline: LibRaw's ``postprocess`` (camera white balance, no
+    auto-brightening) of the raw data times ``amplification``, clipped at the white level.
+    Returns ``float32`` ``H×W×3`` sRGB in ``[0, 1]``."""
     path = Path(path)
     with _open(path) as raw:
         _bayer_pattern(raw, path)  # the same clear error as read() for a non-Bayer file
         if amplification != 1.0:
             img = raw.raw_image_visible  # writable view into LibRaw's buffer
-            black = np.asarray(raw.black_level_per_channel, dtype=np.float32)
-            colors = raw.raw_colors_visible
-            blk = black[colors]
-            white = float(raw.white_level)
+            blk = np.asarray(raw.black_level_per_channel, dtype=np.float32)[raw.raw_colors_visible]
             amp = (img.astype(np.float32) - blk) * amplification + blk
-            img[...] = np.clip(amp, 0, white).astype(img.dtype)
+            img[...] = np.clip(amp, 0, float(raw.white_level)).astype(img.dtype)
         rgb = raw.postprocess(use_camera_wb=True, half_size=half_size, no_auto_bright=True,
                               output_bps=output_bps)
     return (rgb.astype(np.float32) / float(2 ** output_bps - 1))

@@ -1,9 +1,6 @@
 """The book's tables and figures: the claims and their verdicts, the headline numbers, the
-scoreboard, the runs.
-
-Published numbers live in ``reprolib/published.yaml`` (one cited data file, read by
-:mod:`reprolib.published`); our numbers come from run records (:mod:`reprolib.study`). The two are
-joined by ``key``.
+scoreboard, the runs. Our numbers (run records, :mod:`reprolib.study`) meet the published ones
+(:mod:`reprolib.published`) by ``key``.
 """
 from __future__ import annotations
 
@@ -16,14 +13,14 @@ import pandas as pd
 
 from .published import PUBLISHED_FILE, published, published_table, published_value  # noqa: F401 (the notebooks' entry)
 
-__all__ = ["published", "published_value", "published_table", "CLAIMS", "VERDICTS", "claim", "claims_table",
-           "latest_records", "scoreboard", "style_scoreboard", "headline", "comparable", "comparable_figure",
-           "runs_table", "readme_summary", "update_readme"]
+__all__ = ["published", "published_value", "published_table", "CLAIMS", "VERDICTS", "claim",
+           "claims_table", "latest_records", "scoreboard", "style_scoreboard", "headline",
+           "comparable", "comparable_figure", "runs_table", "readme_summary", "update_readme"]
 
 # --------------------------------------------------------------------------- claims
 
-#: each paper's claim that a study tests: id → (study, the claim in one line). The verdicts come
-#: from the run records (:func:`claim`, written by the study notebooks), never from this file.
+#: each paper's claim that a study tests: id → (study, the claim in one line); the verdicts come
+#: from the run records (:func:`claim`)
 CLAIMS = {
     "sid/beats-traditional": ("sid", "SID's U-Net beats the traditional pipeline on dark raw images"),
     "sid/batchnorm-hurts": ("sid_batchnorm", "BatchNorm hurts SID's U-Net"),
@@ -44,20 +41,15 @@ def claim(claim_id: str, difference: float | None, measure: str, seeds: int = 1,
 
     Args:
         claim_id: a key of :data:`CLAIMS`.
-        difference: the measured quantity in the claim's direction (e.g. PSNR without BatchNorm −
-            PSNR with it, dB; or a speed-up ratio), or ``None`` when this run could not test it.
-        measure: what ``difference`` is, in words with units (shown on the front page).
-        seeds: how many seeds the difference is averaged over.
-        spread: with several seeds, the spread of the difference over them (e.g. its standard
-            deviation); ignored with one seed.
-        threshold: the value the claim needs ``difference`` to exceed (0: any improvement; 8 for
-            "8× faster" when ``difference`` is a speed-up ratio).
+        difference: the measured quantity in the claim's direction (e.g. a PSNR gap in dB, or a
+            speed-up ratio), or ``None`` when this run could not test it.
+        measure: what ``difference`` is, in words with units. seeds: how many seeds it averages.
+        spread: its spread over the seeds (e.g. standard deviation); ignored with one seed.
+        threshold: the value ``difference`` must exceed (0: any improvement; 8: "8× faster").
 
-    Returns:
-        ``{"claim", "verdict", "measure", "value", "seeds"}`` with verdict ``"holds"``
-        (``difference > threshold``), ``"does not hold"``, ``"within noise"`` (several seeds and
-        ``|difference − threshold| ≤ spread``) or ``"not testable here"`` (``difference`` None).
-        With one seed the verdict cannot tell a small difference from noise: ``seeds`` says so.
+    Returns ``{"claim", "verdict", "measure", "value", "seeds"}``, verdict ``"holds"``
+    (``difference > threshold``), ``"does not hold"``, ``"within noise"`` (several seeds and
+    ``|difference − threshold| ≤ spread``) or ``"not testable here"`` (``difference`` None).
 
     >>> claim("sid/batchnorm-hurts", 1.31, "PSNR gap (dB)")["verdict"]
     'holds'
@@ -89,8 +81,7 @@ SCALES = ("mini", "full")
 
 
 def latest_records(records: list[dict]) -> list[dict]:
-    """The newest record per (study, profile, notebook) — what the book shows as current (the
-    front page, the claims table and the scoreboard all use this selection)."""
+    """The newest record per (study, profile, notebook): what the book shows as current."""
     best: dict = {}
     for r in records:
         k = (r.get("study"), r.get("profile"), r.get("notebook"))
@@ -106,12 +97,11 @@ def _fmt(v) -> str:
 
 
 def claims_table(records: list[dict]) -> pd.DataFrame:
-    """The front page's claims table: one row per claim of :data:`CLAIMS`, in that order, with the
-    verdicts the study notebooks stored in their records (``record["claims"]``, rows of :func:`claim`;
-    the :func:`latest_records` selection). Columns: ``claim``; ``verdict (mini)``, ``verdict (full)``
-    (``"holds (1 seed)"``, ``"within noise (3 seeds, stale)"``, ``"not testable here"``, or ``"not
-    run"`` when no record at that scale has the claim); ``measured`` (``"<measure>: <value>
-    (<scale>)"``); ``evidence`` (the chapter's document name, ``notebooks/<study>``)."""
+    """The front page's claims table, one row per claim of :data:`CLAIMS` with the verdicts of the
+    :func:`latest_records`: ``claim``; ``verdict (mini)``, ``verdict (full)`` (e.g.
+    ``"holds (1 seed)"``, ``"within noise (3 seeds, stale)"``, ``"not testable here"``,
+    ``"not run"``); ``measured`` (``"<measure>: <value> (<scale>)"``); ``evidence``
+    (``notebooks/<study>``)."""
     found = {(c.get("claim"), rec.get("profile")): (rec, c)  # the newest record wins
              for rec in sorted(latest_records(records), key=lambda r: r.get("started_at", ""))
              for c in rec.get("claims") or []}
@@ -134,10 +124,9 @@ def claims_table(records: list[dict]) -> pd.DataFrame:
 
 
 def scoreboard(records: list[dict]) -> pd.DataFrame:
-    """Every reproduced number (``metrics`` rows with a ``key`` of the :func:`latest_records`) next
-    to ``published.yaml``: study, metric, model, paper (None: not available), public reproductions,
-    ours (mini), ours (full), the delta to the paper (``full`` rows only: a mini number is a
-    miniature on synthetic data, not comparable), scale, stale, key. Numbers are floats or None."""
+    """Every reproduced number (keyed ``metrics`` rows of the :func:`latest_records`) next to
+    ``published.yaml``: study, metric, model, paper, public reproductions, ours (mini), ours (full),
+    delta vs paper (``full`` only), scale, stale, key. Numbers are floats or None."""
     rows: dict = {}
     for rec in latest_records(records):
         scale = rec.get("profile")
@@ -171,8 +160,7 @@ def scoreboard(records: list[dict]) -> pd.DataFrame:
 
 
 def style_scoreboard(table: pd.DataFrame) -> pd.DataFrame:
-    """HTML-ready view of :func:`scoreboard`: numbers formatted, missing paper values spelled out,
-    stale rows flagged."""
+    """:func:`scoreboard` to show: numbers formatted, missing values spelled out, stale flagged."""
     view = table.drop(columns=["key"]).copy()
     for c in ("paper", "ours (mini)", "ours (full)", "delta vs paper"):
         view[c] = [(_fmt(v) if v is not None and v == v else ("not available" if c == "paper" else ""))
@@ -187,9 +175,8 @@ LIKE_FOR_LIKE = re.compile(r"^efficiency/(?:[^/]+/)?(?:params_m|gmacs_|speedup_)
 
 
 def comparable(table: pd.DataFrame) -> pd.DataFrame:
-    """The rows of :func:`scoreboard` that may be set against the paper's number: the
-    :data:`LIKE_FOR_LIKE` keys at any scale and every ``full`` row, when the paper has a value;
-    with ``ours`` (full if run, else mini) and ``ours / paper`` (1 = the paper's number)."""
+    """The :func:`scoreboard` rows with a paper value that are :data:`LIKE_FOR_LIKE` or ``full``,
+    with ``ours`` (full if run, else mini) and ``ours / paper``."""
     has_paper = pd.to_numeric(table["paper"], errors="coerce").fillna(0) != 0
     t = table[has_paper & (table["key"].str.contains(LIKE_FOR_LIKE) | table["ours (full)"].notna())].copy()
     t["ours"] = pd.to_numeric(t["ours (full)"].where(t["ours (full)"].notna(), t["ours (mini)"]), errors="coerce")
@@ -199,8 +186,7 @@ def comparable(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def comparable_figure(table: pd.DataFrame):
-    """Ours / paper as horizontal bars for the :func:`comparable` rows of a :func:`scoreboard`
-    (like-for-like quantities only; the front page's figure). Returns the matplotlib figure."""
+    """The front page's figure: ours / paper as bars for the :func:`comparable` rows."""
     t = comparable(table)
     fig, ax = plt.subplots(figsize=(8, 0.32 * max(len(t), 3) + 1.3))
     y = range(len(t))
@@ -220,8 +206,8 @@ def comparable_figure(table: pd.DataFrame):
 
 
 def runs_table(records: list[dict]) -> pd.DataFrame:
-    """Compute and environment per run (the runs page): study, profile, device, threads, wall time,
-    torch, data and code fingerprints and whether it is stale."""
+    """Compute and environment per run (the runs page): device, threads, wall time, versions,
+    fingerprints, staleness."""
     rows = []
     for r in sorted(records, key=lambda r: (r.get("study", ""), r.get("started_at", ""))):
         env, data, code = r.get("environment", {}), r.get("dataset", {}), r.get("code", {})
@@ -246,8 +232,7 @@ README_END = "<!-- /results -->"
 
 
 def headline(records: list[dict], keys: Sequence[str] = HEADLINE_KEYS) -> pd.DataFrame:
-    """The :func:`scoreboard` rows of ``keys``, in that order (then by model): the headline numbers
-    of the README and the front page."""
+    """The :func:`scoreboard` rows of ``keys``, in that order (then by model)."""
     table = scoreboard(records)
     table = table[table["key"].isin(keys)].copy()
     table["_order"] = [list(keys).index(k) for k in table["key"]]
@@ -272,8 +257,7 @@ def readme_summary(records: list[dict], keys: Sequence[str] = HEADLINE_KEYS) -> 
 
 def update_readme(path: str | Path, summary: str) -> bool:
     """Replace the block between :data:`README_START` and :data:`README_END` in ``path`` with
-    ``summary``; returns whether the file changed. Raises ``ValueError`` when the markers are
-    missing."""
+    ``summary``; returns whether the file changed (ValueError: no markers)."""
     path = Path(path)
     text = path.read_text()
     try:

@@ -1,11 +1,9 @@
 """What every study notebook does first and last: resolve its parameters, and write its run record.
 
-A study notebook's first code cell (tagged ``parameters``) holds plain literals. The next cell calls
-:func:`resolve_parameters`, which rejects unknown names and bad values and fills the profile's
-defaults (``smoke`` / ``mini`` / ``full``); any single parameter given explicitly overrides its
-profile. The last cell calls :func:`write_record`, which stores everything needed to trust and
-compare the run: parameters, data set fingerprint, code fingerprint, environment, wall time,
-metrics, curves and figures, under ``results/<study>/<run-id>/record.json``.
+:func:`start` validates the literals of the ``parameters`` cell and fills the profile's defaults
+(``smoke`` / ``mini`` / ``full``; a value given explicitly overrides its profile);
+:func:`write_record` stores parameters, data, code and environment fingerprints, wall time,
+metrics, curves and figures in ``results/<study>/<run-id>/record.json``.
 """
 from __future__ import annotations
 
@@ -32,8 +30,9 @@ import torch
 from .train import seed_everything
 
 __all__ = ["Parameter", "resolve_parameters", "parameters_from_namespace", "Run", "write_record",
-           "code_fingerprint", "repo_root", "results_dir", "shared_checkpoint", "load_records", "is_stale",
-           "PROFILES", "parameter_table", "common_parameters", "parameter_frame", "start", "parse_names", "parse_frames", "frames_check"]
+           "code_fingerprint", "repo_root", "results_dir", "shared_checkpoint", "load_records",
+           "is_stale", "PROFILES", "parameter_table", "common_parameters", "parameter_frame",
+           "start", "parse_names", "parse_frames", "frames_check"]
 
 PROFILES = ("smoke", "mini", "full")
 
@@ -46,11 +45,9 @@ class Parameter:
     """One notebook parameter.
 
     Attributes:
-        types: accepted Python types (``None`` is accepted when ``None`` is in the tuple).
-        profiles: the value for each profile (``smoke``/``mini``/``full``); a parameter whose
-            notebook value is ``None`` takes its profile's value.
-        choices: allowed values, if the parameter is categorical.
-        check: extra validation returning an error message or ``None``.
+        types: accepted Python types (``None`` in the tuple accepts ``None``).
+        profiles: profile name → value, taken when the notebook's value is ``None``.
+        choices: allowed values, if categorical. check: value → error message or ``None``.
         help: one line for the error messages and the book.
     """
 
@@ -62,8 +59,7 @@ class Parameter:
 
 
 def parameters_from_namespace(namespace: dict) -> dict:
-    """The user-level names of a notebook namespace (what the parameters cell and papermill's
-    injected cell defined): no underscores, modules, or IPython's own names."""
+    """The user-level names of a notebook namespace: no underscores, modules or IPython's names."""
     return {k: v for k, v in namespace.items()
             if not k.startswith("_") and k not in _KERNEL_NAMES
             and not isinstance(v, (types.ModuleType, types.FunctionType, type))}
@@ -74,20 +70,15 @@ def resolve_parameters(study: str, given: dict, spec: dict[str, Parameter]) -> d
 
     Args:
         study: the study's name (for messages).
-        given: name → value as the notebook holds them (see :func:`parameters_from_namespace`).
+        given: name → value as the notebook holds them (:func:`parameters_from_namespace`).
         spec: name → :class:`Parameter`; must contain ``profile``.
 
-    Returns:
-        A dict with every parameter of ``spec`` resolved, plus ``overridden``: the names whose value
-        was set explicitly rather than taken from the profile.
-
-    Raises:
-        ValueError: unknown names (with the closest known name), a bad type, a value outside its
-            choices, or a failed check. All problems are reported at once.
+    Returns every parameter of ``spec`` resolved, plus ``overridden``: the names set explicitly.
+    Raises ValueError listing every problem at once: unknown names (with the closest known one),
+    bad types, values outside their choices, failed checks.
     """
     errors = []
-    unknown = sorted(set(given) - set(spec))
-    for name in unknown:
+    for name in sorted(set(given) - set(spec)):
         close = difflib.get_close_matches(name, list(spec), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         errors.append(f"unknown parameter {name!r}{hint}")
@@ -155,21 +146,13 @@ def torch_device(v: str) -> str | None:
 
 
 def parse_names(value: str) -> list[str]:
-    """``"a, b,c"`` → ``["a", "b", "c"]`` (empty items dropped).
-
-    Used by the RDB and loss notebooks (``variants``, ``losses``) and the efficiency notebook.
-    """
+    """``"a, b,c"`` → ``["a", "b", "c"]`` (empty items dropped)."""
     return [v.strip() for v in value.split(",") if v.strip()]
 
 
 def parse_frames(value: str) -> list[tuple[int, int]]:
-    """``"2848x4256, 2048x4096"`` → ``[(2848, 4256), (2048, 4096)]`` (H × W raw pixels).
-
-    Used by the RDB notebook (latency frame) and the efficiency notebook.
-
-    Raises:
-        ValueError: an item that is not ``<H>x<W>`` with even positive integers.
-    """
+    """``"2848x4256, 2048x4096"`` → ``[(2848, 4256), (2048, 4096)]`` (H × W raw pixels); ValueError
+    for an item that is not ``<H>x<W>`` with even positive integers."""
     frames = []
     for item in parse_names(value):
         try:
@@ -185,7 +168,7 @@ def parse_frames(value: str) -> list[tuple[int, int]]:
 
 
 def frames_check(value: str) -> str | None:
-    """A :class:`Parameter` check: ``value`` is a list of ``<H>x<W>`` frames (:func:`parse_frames`)."""
+    """A :class:`Parameter` check: ``value`` is a list of ``<H>x<W>`` frames."""
     try:
         parse_frames(value)
     except ValueError as error:
@@ -196,15 +179,13 @@ def frames_check(value: str) -> str | None:
 # --------------------------------------------------------------------------- parameter tables
 
 def parameter_table(*rows) -> dict[str, Parameter]:
-    """A study's parameters as one readable table: the paper's settings (``full``) beside ``mini``
-    and ``smoke``, the single place a reader checks "is this the paper's recipe?".
+    """A study's parameters as one table: the paper's values (``full``) beside ``mini``, ``smoke``.
 
-    Each row is ``(name, smoke, mini, full, help)`` with an optional sixth item: a check
-    (``callable`` returning an error message or ``None``), a tuple of allowed values, or a dict of
-    :class:`Parameter` fields (``types``, ``check``, ``choices``). The accepted types are those of
-    the three profile values (``None`` among them accepts ``None``; a float accepts an int); give
-    ``types`` where that is not enough (e.g. ``(int, None)`` for a parameter that is ``None`` in every
-    profile). The ``profile`` parameter is added first.
+    Each row is ``(name, smoke, mini, full, help)`` with an optional sixth item: a check, a tuple
+    of allowed values, or a dict of :class:`Parameter` fields. The accepted types are those of the
+    three values (``None`` among them accepts ``None``; a float accepts an int); give ``types``
+    where that is not enough (e.g. ``(int, None)`` when every value is ``None``). ``profile`` is
+    added first.
 
     >>> spec = parameter_table(("epochs", 1, 22, 4000, "epochs of training", positive))
     >>> list(spec), spec["epochs"].profiles["full"]
@@ -236,9 +217,8 @@ def parameter_table(*rows) -> dict[str, Parameter]:
 def common_parameters(data_help: str, device_choices: tuple | None = None) -> tuple:
     """The rows every study has: ``data_root``, ``device``, ``seed`` (for :func:`parameter_table`).
 
-    Args:
-        data_help: what ``data_root`` names for this study (its data set's folder).
-        device_choices: restrict ``device`` (e.g. ``("cpu",)`` for CPU timings); default any torch device.
+    ``data_help``: what ``data_root`` names (the study's data set folder); ``device_choices``:
+    restrict ``device`` (e.g. ``("cpu",)``; default: any torch device).
     """
     device = {"choices": device_choices} if device_choices else {"check": torch_device}
     return (("data_root", "", "", "", data_help + "; empty: the profile's data set"),
@@ -247,8 +227,8 @@ def common_parameters(data_help: str, device_choices: tuple | None = None) -> tu
 
 
 def parameter_frame(spec: dict[str, Parameter], P: dict | None = None):
-    """The parameter table as a DataFrame for the notebook: ``smoke``, ``mini``, ``full (paper)``,
-    ``this run`` (with ``*`` where the value was given explicitly) and ``help``, one row a name."""
+    """The parameter table as a DataFrame, one row a name: ``smoke``, ``mini``, ``full (paper)``,
+    ``this run`` (``*``: given explicitly) and ``help``."""
     rows = {}
     for name, p in spec.items():
         row = {k: repr(p.profiles.get(k)) if k in p.profiles else "" for k in PROFILES}
@@ -261,12 +241,8 @@ def parameter_frame(spec: dict[str, Parameter], P: dict | None = None):
 
 def start(study: str, namespace: dict, spec: dict[str, Parameter], notebook: str | None = None
           ) -> tuple[dict, "Run"]:
-    """A study notebook's first call: validate the parameters in ``namespace`` (the notebook's
-    ``globals()``), seed every generator, and open the run. Returns ``(P, run)``.
-
-    Raises:
-        ValueError: unknown names or bad values (all problems at once; see :func:`resolve_parameters`).
-    """
+    """A study notebook's first call: validate the parameters in ``namespace`` (its ``globals()``,
+    ValueError as :func:`resolve_parameters`), seed every generator, open the run: ``(P, run)``."""
     P = resolve_parameters(study, parameters_from_namespace(namespace), spec)
     seed_everything(P.get("seed", 0))
     return P, Run(study, P, notebook=notebook or f"{study}.ipynb")
@@ -286,27 +262,17 @@ def results_dir() -> Path:
 
 
 def shared_checkpoint(folder: str, name: str, key: dict) -> tuple[Path, str]:
-    """The checkpoint file of one training configuration, shared by the notebooks that train it.
-
-    ``<results>/<folder>/<name>-<hash>.pt``, the hash (SHA-256) taken over ``key``: everything that
-    changes the trained weights or the logged curves. Two notebooks that train the same network with
-    the same settings (the paper's network in a study and in its ablation) train it once; any changed
-    setting gives another file, so a changed configuration never resumes an old run.
-
-    Returns:
-        ``(path, digest)`` — pass the digest to :func:`reprolib.train.train` as ``config_key``.
-    """
+    """The checkpoint ``<results>/<folder>/<name>-<hash>.pt`` of one training configuration, shared
+    by the notebooks that train it, hashed (SHA-256) over ``key``: all that changes the weights or
+    curves. Returns ``(path, digest)``; pass the digest to :func:`reprolib.train.train` as
+    ``config_key``."""
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
     return results_dir() / folder / f"{name}-{digest[:12]}.pt", digest
 
 
 def code_fingerprint(notebook: str | Path | None = None) -> dict:
-    """A fingerprint of the code that computes results: the hash of every ``reprolib`` source file
-    (and of the notebook's code cells when given), plus the git commit when there is one.
-
-    The ``library`` hash is what staleness is judged on: a record whose hash differs from the
-    checkout's was computed with other code.
-    """
+    """Hashes of every ``reprolib`` source file (``library``, what staleness is judged on) and of
+    the notebook's code cells when given, plus the git commit when there is one."""
     root = repo_root()
     lib = root / "reprolib"
     files = [p for p in lib.rglob("*") if p.is_file() and p.suffix in (".py", ".yaml", ".json")
@@ -360,13 +326,9 @@ def environment() -> dict:
 # --------------------------------------------------------------------------- run records
 
 class Run:
-    """A study run: created right after parameter validation, finished by :func:`write_record`.
-
-    ``run.dir`` is where the run's figures and checkpoints go
-    (``results/<study>/<profile>-<tag>/``). The run id is stable for a given study, profile and
-    set of parameters, so re-running the same configuration resumes its checkpoints and
-    replaces its record rather than piling up copies.
-    """
+    """A study run, finished by :func:`write_record`. ``run.dir``
+    (``results/<study>/<profile>-<hash of the parameters>/``) holds its figures and checkpoints, so
+    re-running a configuration resumes its checkpoints and replaces its record."""
 
     def __init__(self, study: str, params: dict, notebook: str | None = None):
         self.study = study
@@ -393,46 +355,26 @@ class Run:
 def write_record(run: Run, *, metrics: list[dict], dataset: dict, curves: dict | None = None,
                  figures: list[str] | None = None, paper: list[dict] | None = None,
                  notes: str = "", extra: dict | None = None, claims: list[dict] | None = None) -> Path:
-    """Write ``record.json`` for a finished run.
+    """Write the run's ``record.json``; returns its path.
 
     Args:
-        run: the :class:`Run`.
-        metrics: rows of the study's results table, e.g.
-            ``[{"model": "SID U-Net", "metric": "PSNR", "value": 27.1, "protocol": "…"}]``.
-            Scoreboard rows carry a ``key`` that matches an entry of ``published.yaml``.
+        metrics: rows of the study's results table, e.g. ``[{"model": "SID U-Net", "metric":
+            "PSNR", "value": 27.1, "protocol": "…"}]``; scoreboard rows carry the ``key`` of their
+            ``published.yaml`` entry.
         dataset: ``{"name": …, "fingerprint": …, "root": …, "synthetic": bool}``.
-        curves: name → list of ``{"step": …, "value": …}``.
-        figures: file names inside the run folder.
-        paper: published values shown next to ours (from :mod:`reprolib.report`).
-        notes: free text shown with the record.
-        extra: anything else (e.g. timings).
-        claims: the verdicts on the paper's claims this run tests (see :func:`reprolib.report.claim`):
-            ``[{"claim": id, "verdict": …, "measure": …, "value": …, "seeds": n}]``.
-
-    Returns:
-        the path of the record.
+        curves: name → list of ``{"step": …, "value": …}``. figures: file names in the run folder.
+        paper: published values shown next to ours. notes: free text. extra: anything else.
+        claims: rows of :func:`reprolib.report.claim` for the paper's claims this run tests.
     """
     record = {
-        "study": run.study,
-        "notebook": run.notebook,
-        "run_id": run.run_id,
-        "profile": run.params.get("profile"),
-        "parameters": run.params,
-        "overridden": run.overridden,
-        "dataset": dataset,
-        "code": code_fingerprint(_notebook_path(run.notebook)),
-        "environment": environment(),
-        "command": " ".join(sys.argv),
-        "host": socket.gethostname(),
-        "started_at": run.started_at,
-        "wall_time_s": round(time.time() - run.started, 2),
-        "metrics": metrics,
-        "curves": curves or {},
-        "figures": figures or [],
-        "paper": paper or [],
-        "notes": notes,
-        "claims": claims or [],
-        "extra": extra or {},
+        "study": run.study, "notebook": run.notebook, "run_id": run.run_id,
+        "profile": run.params.get("profile"), "parameters": run.params,
+        "overridden": run.overridden, "dataset": dataset,
+        "code": code_fingerprint(_notebook_path(run.notebook)), "environment": environment(),
+        "command": " ".join(sys.argv), "host": socket.gethostname(), "started_at": run.started_at,
+        "wall_time_s": round(time.time() - run.started, 2), "metrics": metrics,
+        "curves": curves or {}, "figures": figures or [], "paper": paper or [], "notes": notes,
+        "claims": claims or [], "extra": extra or {},
     }
     out = run.dir / "record.json"
     tmp = out.with_suffix(".json.tmp")

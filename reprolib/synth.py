@@ -1,14 +1,13 @@
-"""Synthetic sensors and data sets that look to every loader exactly like the real ones: real DNG
-files (read by LibRaw through :func:`reprolib.raw.read`) or the real data set's own files, layout
-and annotations, so the ``mini`` profile runs the real data's code path. One frame (:func:`render_raw`)::
+"""Synthetic sensors and data sets that every loader reads exactly like the real ones (real DNGs
+read by LibRaw, or the real set's own files, layout and annotations): the ``mini`` profile runs
+the real data's code path. One frame (:func:`render_raw`)::
 
     clean sRGB scene [0, 1] ─inverse gamma─> linear sRGB ─> XYZ (D65) ─camera's XYZ→camera matrix─>
       camera RGB ─CFA mosaic─> × exposure ─Poisson–Gaussian noise (electrons, ISO)─> DN ─> DNG
-
-Clean scenes: photographs shipped inside scikit-image and matplotlib, and procedural content.
 """
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from fractions import Fraction
@@ -82,9 +81,9 @@ PRESETS: dict[str, SensorPreset] = {
         base_iso=100, full_well_e=50_000.0, read_noise_e=2.5, read_noise_dn=1.0),
 }
 
-#: Phone sensors read without metadata. Zurich's Huawei P20 (Exmor IMX380, 1.55 µm pixels, 10-bit,
-#: 64 DN pedestal, a full well of a few thousand e⁻) has no matrix in LibRaw: it borrows the RX100
-#: VII's (another stacked Exmor RS) and stays out of :data:`PRESETS` (its DNG would have no matrix).
+#: Phone sensors read without metadata: Zurich's Huawei P20 (Exmor IMX380, 10-bit, 64 DN pedestal,
+#: a few thousand e⁻ of full well) has no LibRaw matrix, so it borrows the RX100 VII's (a stacked
+#: Exmor RS too) and stays out of :data:`PRESETS`.
 PHONE_PRESETS: dict[str, SensorPreset] = {"HUAWEI EML-L09": SensorPreset(
     make="HUAWEI", model="EML-L09", cfa="RGGB", black_level=64, white_level=1023,
     xyz_to_camera=PRESETS["SONY DSC-RX100M7"].xyz_to_camera,
@@ -92,8 +91,7 @@ PHONE_PRESETS: dict[str, SensorPreset] = {"HUAWEI EML-L09": SensorPreset(
 
 
 def preset(name: str) -> SensorPreset:
-    """Look a preset up by ``'MAKE MODEL'`` name (:data:`PRESETS` or :data:`PHONE_PRESETS`) with a
-    clear error."""
+    """A preset of :data:`PRESETS` or :data:`PHONE_PRESETS` by ``'MAKE MODEL'`` name."""
     try:
         return PRESETS[name] if name in PRESETS else PHONE_PRESETS[name]
     except KeyError:
@@ -171,10 +169,9 @@ def _rational(x: float, denominator: int = 10000) -> tuple[int, int]:
 
 def write_dng(path: str | Path, bayer: np.ndarray, sensor: SensorPreset, *, iso: float | None = None,
               exposure_time: float | None = None, as_shot_neutral: np.ndarray | None = None) -> Path:
-    """Write ``bayer`` (``uint16`` ``H×W``, DN with the black level) as a real Bayer DNG that LibRaw
-    reads back bit-exactly, with the preset's levels, CFA, ColorMatrix1 (its XYZ→camera matrix,
-    D65), AsShotNeutral, Make/Model and ISO / ExposureTime when given. Same arguments, same bytes.
-    """
+    """Write ``bayer`` (``uint16`` ``H×W``, DN with the black level) as a Bayer DNG that LibRaw
+    reads back bit-exactly: the preset's levels, CFA, ColorMatrix1 (XYZ→camera, D65), Make/Model,
+    AsShotNeutral (default :func:`camera_neutral`), ISO / ExposureTime when given. Deterministic."""
     path = Path(path)
     if bayer.dtype != np.uint16 or bayer.ndim != 2:
         raise ValueError(f"bayer must be a 2-D uint16 array, got {bayer.dtype} {bayer.shape}")
@@ -205,30 +202,25 @@ def write_dng(path: str | Path, bayer: np.ndarray, sensor: SensorPreset, *, iso:
     return path
 
 
-_LIBRARY: list[np.ndarray] | None = None
-
-
+@functools.cache
 def scene_library() -> list[np.ndarray]:
     """The RGB photographs shipped inside scikit-image and matplotlib (no download), loaded once:
     a list of ``H×W×3`` float64 in ``[0, 1]``."""
-    global _LIBRARY
-    if _LIBRARY is None:
-        skdata, mpl = resources.files("skimage") / "data", Path(matplotlib.get_data_path()) / "sample_data"
-        files = [skdata / n for n in ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg",
-                                      "hubble_deep_field.jpg", "ihc.png", "retina.jpg", "motorcycle_left.png",
-                                      "motorcycle_right.png", "color.png", "logo.png")]
-        files += [mpl / n for n in ("grace_hopper.jpg", "Minduka_Present_Blue_Pack.png", "logo2.png")]
-        out = []
-        for im in (np.asarray(skimage.io.imread(str(f))) for f in files if f.is_file()):
-            if im.ndim == 2:
-                im = np.stack([im] * 3, -1)
-            im = im[..., :3].astype(np.float64)
-            im /= 255.0 if im.max() > 1.0 else 1.0
-            out.append(im)
-        if not out:
-            raise RuntimeError("no bundled photographs found in scikit-image / matplotlib")
-        _LIBRARY = out
-    return _LIBRARY
+    skdata, mpl = resources.files("skimage") / "data", Path(matplotlib.get_data_path()) / "sample_data"
+    files = [skdata / n for n in ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg",
+                                  "hubble_deep_field.jpg", "ihc.png", "retina.jpg", "motorcycle_left.png",
+                                  "motorcycle_right.png", "color.png", "logo.png")]
+    files += [mpl / n for n in ("grace_hopper.jpg", "Minduka_Present_Blue_Pack.png", "logo2.png")]
+    out = []
+    for im in (np.asarray(skimage.io.imread(str(f))) for f in files if f.is_file()):
+        if im.ndim == 2:
+            im = np.stack([im] * 3, -1)
+        im = im[..., :3].astype(np.float64)
+        im /= 255.0 if im.max() > 1.0 else 1.0
+        out.append(im)
+    if not out:
+        raise RuntimeError("no bundled photographs found in scikit-image / matplotlib")
+    return out
 
 
 def _procedural(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
@@ -385,12 +377,10 @@ def _draw_bicycle(img, rng, x, y, size):
     _disk(img, cy, xb, r, (0.08, 0.08, 0.08), width=max(2, lw * 1.5))
     seat = (cy - r * 1.1, x - size * 0.08)
     bar = (cy - r * 1.2, xb - r * 0.35)
-    _line(img, cy, xa, seat[0], seat[1], colour, lw)
-    _line(img, cy, xa, cy, x, colour, lw)
-    _line(img, seat[0], seat[1], cy, x, colour, lw)
-    _line(img, seat[0] + r * 0.1, seat[1], bar[0] + r * 0.2, bar[1], colour, lw)
-    _line(img, cy, x, bar[0] + r * 0.2, bar[1], colour, lw)
-    _line(img, bar[0], bar[1], cy, xb, colour, lw)
+    for y0, x0, y1, x1 in ((cy, xa, *seat), (cy, xa, cy, x), (*seat, cy, x),
+                           (seat[0] + r * 0.1, seat[1], bar[0] + r * 0.2, bar[1]),
+                           (cy, x, bar[0] + r * 0.2, bar[1]), (*bar, cy, xb)):
+        _line(img, y0, x0, y1, x1, colour, lw)
     return [x - size * 0.5, bar[0] - lw, x + size * 0.5, y]
 
 
@@ -445,13 +435,10 @@ def render_street_scene(rng: np.random.Generator, height: int, width: int,
         scale = (y - horizon) / (h - horizon + 1e-6)
         cls = int(rng.choice([1, 2, 3], p=[0.45, 0.25, 0.30]))
         x = rng.uniform(0.05, 0.95) * w
-        if cls == 1:
-            box = _draw_person(img, rng, x, y, h * (0.25 + 0.45 * scale))
-        elif cls == 2:
-            box = _draw_bicycle(img, rng, x, y, h * (0.25 + 0.4 * scale))
-        else:
-            box = _draw_car(img, rng, x, y, w * (0.18 + 0.3 * scale))
-        box = np.clip(box, [0, 0, 0, 0], [w, h, w, h])
+        draw, size = {1: (_draw_person, h * (0.25 + 0.45 * scale)),
+                      2: (_draw_bicycle, h * (0.25 + 0.4 * scale)),
+                      3: (_draw_car, w * (0.18 + 0.3 * scale))}[cls]
+        box = np.clip(draw(img, rng, x, y, size), [0, 0, 0, 0], [w, h, w, h])
         if (box[2] - box[0]) >= 4 and (box[3] - box[1]) >= 4:
             boxes.append(box)
             labels.append(cls)
@@ -507,12 +494,10 @@ def write_raw_nod_dataset(root: str | Path, *, seed: int = 0, height: int = 384,
                            "category_id": int(label), "id": len(annotations), "iscrowd": 0,
                            "area": (x2 - x1) * (y2 - y1)}
                     if labelled_test:
-                        ann.update({f: False for f in _RAW_NOD_FLAGS})
-                        ann["islabeled"] = True
+                        ann.update({f: False for f in _RAW_NOD_FLAGS}, islabeled=True)
                     annotations.append(ann)
             nikon_test = folder == "Nikon" and split == "test"
-            if nikon_test and images:
-                # The real Nikon test file holds one box of height 0 (DSC_0674); keep that quirk.
+            if nikon_test and images:  # the real file's quirk: a box of height 0 (DSC_0674)
                 annotations.append({"image_id": images[0]["id"], "bbox": [width // 2, height // 2, 2, 0],
                                     "category_id": 1, "id": len(annotations), "iscrowd": 0, "area": 0})
             out = root / "annotations" / folder / (test_json if split == "test" else json_fmt.format(split))

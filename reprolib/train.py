@@ -1,13 +1,8 @@
-"""The shared training loop: seeded, deterministic on CPU, checkpointed, resumable.
+"""The studies' training loop: seeded, deterministic on CPU, checkpointed, resumable.
 
-Used by the SID, Lamba & Mitra, GenISP and PyNET studies.
-
-Determinism and resume: the batch for step ``k`` is drawn by ``batch_fn(k)`` — a function of the
-step alone (seed it with ``np.random.default_rng([seed, k])``) — so a run that is killed and started
-again replays exactly the batches it would have seen. Model, optimiser, learning-rate schedule,
-torch's RNG state and the logged curves are saved together, atomically, every
-``checkpoint_every`` steps; a restarted run continues from the last checkpoint and ends with the same
-weights as an uninterrupted one (bit for bit on CPU with ``torch.use_deterministic_algorithms``).
+Step ``k``'s batch is ``batch_fn(k)``, a function of the step alone, and model, optimiser, torch's
+RNG state and the curves are saved atomically every ``checkpoint_every`` steps: a restarted run
+ends with the same weights as an uninterrupted one (bit for bit on CPU).
 """
 from __future__ import annotations
 
@@ -25,8 +20,7 @@ from tqdm.auto import tqdm
 
 __all__ = ["seed_everything", "epoch_batch", "STREAMS", "TrainConfig", "History", "train", "load_checkpoint"]
 
-#: the random streams of the studies' batch and crop draws: each draw seeds
-#: ``np.random.default_rng([seed, stream, …])``, so a step's batch is a function of the step alone.
+#: the random streams of the studies' draws (``np.random.default_rng([seed, stream, …])``);
 #: PyNET uses its level (0–5) as the stream of its epoch order.
 STREAMS = {"sid_crop": 0, "sid_epoch_order": 1, "mini_detector": 2, "genisp_epoch_order": 3,
            "genisp_augmentation": 4}
@@ -43,15 +37,10 @@ def seed_everything(seed: int, deterministic: bool = True) -> None:
 
 
 def epoch_batch(n: int, batch: int, seed: int, stream: int, step: int, drop_last: bool = True) -> np.ndarray:
-    """The data indices of ``step``'s batch: the one resumable sampler of every study.
-
-    Epoch ``e`` visits ``default_rng([seed, stream, e]).permutation(n)`` in slices of ``batch``.
-    With ``drop_last`` an epoch has ``n // batch`` steps (as ``DataLoader(shuffle=True,
-    drop_last=True)``); without, ``ceil(n / batch)``, the last slice wrapping round to the epoch's
-    first items. A function of the step alone, so a resumed run replays the same batches.
-
-    Returns:
-        ``int64`` array of ``batch`` indices in ``[0, n)``.
+    """The data indices of ``step``'s batch (``int64``, ``batch`` of them in ``[0, n)``): the one
+    resumable sampler of every study. Epoch ``e`` visits
+    ``default_rng([seed, stream, e]).permutation(n)`` in slices of ``batch``: ``n // batch`` steps
+    with ``drop_last``, else ``ceil(n / batch)``, the last slice wrapping round to the first items.
 
     >>> epoch_batch(5, 2, seed=0, stream=1, step=0).shape
     (2,)
@@ -64,19 +53,11 @@ def epoch_batch(n: int, batch: int, seed: int, stream: int, step: int, drop_last
 
 @dataclass
 class TrainConfig:
-    """Optimisation settings.
-
-    Attributes:
-        steps: total optimisation steps.
-        lr: Adam learning rate.
-        milestones: steps at which the learning rate is multiplied by ``gamma`` (step schedule).
-        gamma: the factor at each milestone.
-        weight_decay: Adam weight decay.
-        eval_every: evaluate (``evaluate_fn``) every this many steps and at the end; 0 = only at the end.
-        log_every: record the running mean training loss every this many steps.
-        checkpoint_every: save a checkpoint every this many steps (and at the end).
-        grad_clip: clip the gradient norm (None = no clipping).
-    """
+    """Optimisation settings: ``steps`` in all; Adam's ``lr`` and ``weight_decay``; the learning
+    rate multiplied by ``gamma`` at each of ``milestones`` (steps); ``evaluate_fn`` every
+    ``eval_every`` steps and at the end (0: only at the end); the running mean loss logged every
+    ``log_every`` steps; a checkpoint every ``checkpoint_every`` steps and at the end; the gradient
+    norm clipped at ``grad_clip`` (None: no clipping)."""
 
     steps: int
     lr: float = 1e-4
@@ -129,40 +110,27 @@ def load_checkpoint(path: str | Path) -> dict | None:
         return None
 
 
-def _save_checkpoint(path: Path, state: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
 def train(model: torch.nn.Module, batch_fn: Callable[[int], Any],
           loss_fn: Callable[[torch.nn.Module, Any], torch.Tensor], cfg: TrainConfig, *,
           checkpoint: str | Path | None = None, evaluate_fn: Callable[[torch.nn.Module], dict] | None = None,
           parameters=None, progress: bool = True, desc: str = "train",
           config_key: str | None = None) -> History:
-    """Train ``model`` with Adam and a step schedule, checkpointing and resuming.
+    """Train ``model`` (on its device) with Adam and a step schedule, checkpointing and resuming;
+    returns its :class:`History`.
 
     Args:
-        model: the network (moved to its device by the caller).
-        batch_fn: ``step -> batch``; must depend only on the step (and a seed) for resumability.
-        loss_fn: ``(model, batch) -> scalar loss``; the model is in train mode.
-        cfg: :class:`TrainConfig`.
-        checkpoint: file to save to and resume from (None = no checkpointing).
-        evaluate_fn: ``model -> {metric: value}``, called in eval mode under ``torch.no_grad`` every
+        batch_fn: ``step -> batch``, a function of the step alone (and a seed).
+        loss_fn: ``(model, batch) -> scalar loss``, the model in train mode.
+        checkpoint: file to save to and resume from (None: no checkpointing).
+        evaluate_fn: ``model -> {metric: value}``, in eval mode under ``torch.no_grad``, every
             ``cfg.eval_every`` steps and at the end.
-        parameters: what the optimiser updates (default: ``model.parameters()``); e.g. only
-            GenISP's weights when the detector is frozen.
-        progress: show a tqdm progress bar.
-        config_key: a string identifying the configuration; a checkpoint saved under another key
-            is ignored (not resumed) so a changed configuration never continues an old run.
-
-    Returns:
-        The :class:`History` (curves of loss and metrics).
+        parameters: what the optimiser updates (default ``model.parameters()``).
+        progress: show a progress bar. config_key: identifies the configuration; a checkpoint saved
+            under another key is not resumed.
     """
     params = [p for p in (parameters if parameters is not None else model.parameters()) if p.requires_grad]
     opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    history = History()
-    start = 0
+    history, start = History(), 0
     ckpt_path = Path(checkpoint) if checkpoint else None
     key = config_key or repr(asdict(cfg))
     if ckpt_path is not None:
@@ -177,10 +145,11 @@ def train(model: torch.nn.Module, batch_fn: Callable[[int], Any],
 
     def save(step: int) -> None:
         if ckpt_path is not None:
-            _save_checkpoint(ckpt_path, {"model": model.state_dict(), "optimizer": opt.state_dict(),
-                                         "torch_rng": torch.get_rng_state(), "step": step,
-                                         "curves": history.curves, "seconds": history.seconds,
-                                         "config_key": key})
+            tmp = ckpt_path.with_name(ckpt_path.name + ".tmp")
+            torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
+                        "torch_rng": torch.get_rng_state(), "step": step, "curves": history.curves,
+                        "seconds": history.seconds, "config_key": key}, tmp)
+            os.replace(tmp, ckpt_path)
 
     def run_eval(step: int) -> None:
         if evaluate_fn is None:

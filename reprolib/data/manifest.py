@@ -47,10 +47,10 @@ class ManifestError(ValueError):
 
 
 def load_manifest(path: str | Path | None = None) -> dict:
-    """Read and check the data registry at ``path`` (default ``$REPROLIB_MANIFEST``, else the
-    repository's ``data_manifest.yaml``): ``{name: entry}``, each entry a dict with at least ``kind``,
-    ``title`` and ``layout`` (``{'path': …}`` / ``{'glob': …, 'min_count': n}`` items). Raises
-    :class:`ManifestError` on unreadable YAML or an entry missing a required field."""
+    """Read and check the data registry at ``path`` (default ``$REPROLIB_MANIFEST``, else
+    :data:`MANIFEST_PATH`): ``{name: entry}``, each entry a dict with at least ``kind``, ``title``
+    and ``layout`` (``{'path': …}`` / ``{'glob': …, 'min_count': n}`` items). Raises
+    :class:`ManifestError` on unreadable YAML or a malformed entry."""
     path = Path(path or os.environ.get("REPROLIB_MANIFEST") or MANIFEST_PATH)
     try:
         manifest = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -116,23 +116,10 @@ def _files_fingerprint(files: dict[str, dict]) -> str:
     return _digest(f"{name}\0{info['sha256']}" for name, info in sorted(files.items()))
 
 
-def _code_fingerprint(generator: str) -> str:
-    """sha256 of the source file of the generator's module, found without importing it."""
-    module = generator.split(":")[0]
-    try:
-        spec = importlib.util.find_spec(module)
-    except (ImportError, ValueError):
-        spec = None
-    if spec is None or not spec.origin or not Path(spec.origin).is_file():
-        raise ImportError(f"generator module {module!r} (of {generator!r}) cannot be found")
-    return _sha256(Path(spec.origin))
-
-
 def fingerprint(path: str | Path) -> str:
-    """A short, stable hash (16 hexadecimal digits) of a data set folder or a single file, for the
-    run records: from the stamp of a generated set (a hash of every file's sha256), else from the
-    relative names and sizes of the files (cheap: a 25 GB data set is not read). Hidden files are
-    ignored."""
+    """A short, stable hash (16 hex digits) of a data set folder or a file, for the run records:
+    a generated set's stamp fingerprint (from every file's sha256), else from the relative names
+    and sizes of the (non-hidden) files, so that a 25 GB data set is not read."""
     path = Path(path)
     if path.is_file():
         return _digest([f"{path.name}\0{path.stat().st_size}"])
@@ -194,17 +181,15 @@ def _default_root(e: dict, params: dict | None = None) -> Path:
 
 def prepare(name: str, root: str | Path | None = None, *, download: bool = True,
             params: dict | None = None) -> Path:
-    """Make a manifest entry usable and return its folder (for a weights entry the file is
-    ``folder / layout[0]['path']``); used by every study notebook.
+    """Make a manifest entry usable and return its folder (a weights file is ``folder /
+    layout[0]['path']``); an unknown name raises :class:`UnknownEntryError`.
 
-    * synthetic: generated once into ``root`` (default ``cache_dir()/name``; with ``params``
-      overriding the manifest's, a folder with a suffix derived from them), in a temporary sibling
-      renamed when complete. Later calls only check the stamp (generator, parameters, hash of the
-      generator's source, every file with its size); a changed generator or parameters regenerates.
+    * synthetic: generated once into ``root`` (default ``cache_dir()/name``, with a suffix when
+      ``params`` override the manifest's) via a temporary sibling renamed when complete; later calls
+      check the stamp (generator, parameters, source hash, file sizes), a change regenerates.
     * real / weights: checks the layout at ``root`` (file counts, sha256 where known); missing
-      downloadable files are fetched with pooch and checked, unless ``download=False`` or
-      ``REPROLIB_OFFLINE=1``. Else :class:`DataMissingError` says what to get, from where, where to
-      put it (:class:`UnknownEntryError`: an unknown name).
+      downloadable files are fetched with pooch and checked unless ``download=False`` or
+      ``REPROLIB_OFFLINE=1``; else :class:`DataMissingError` says what to get and where to put it.
     """
     e = entry(name)
     if e["kind"] == "synthetic":
@@ -290,9 +275,17 @@ def _remove_leftovers(root: Path) -> None:
 
 
 def _wanted(e: dict, overrides: dict | None = None) -> dict:
-    """What the stamp of a generated set must say: generator, parameters, hash of its code."""
+    """What the stamp of a generated set must say: generator, parameters, and the sha256 of the
+    generator module's source file (found without importing it)."""
+    module = e["generator"].split(":")[0]
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or not spec.origin or not Path(spec.origin).is_file():
+        raise ImportError(f"generator module {module!r} (of {e['generator']!r}) cannot be found")
     return {"generator": e["generator"], "params": {"seed": 0, **e.get("params", {}), **(overrides or {})},
-            "code": _code_fingerprint(e["generator"])}
+            "code": _sha256(Path(spec.origin))}
 
 
 def _prepare_synthetic(e: dict, root: Path, overrides: dict | None) -> Path:
@@ -346,11 +339,9 @@ def _prepare_synthetic(e: dict, root: Path, overrides: dict | None) -> Path:
 
 def verify(name: str, root: str | Path | None = None) -> dict:
     """Full check of a prepared entry, every known sha256 recomputed (``python -m reprolib data
-    verify``, the full-profile runs before training). Returns a report: ``name``, ``root``, ``kind``,
-    ``files`` (counted), ``sha256_checked`` (hashes recomputed and matched), ``bytes`` (their total
-    size), ``counts`` (files per layout pattern) and ``fingerprint``. Raises
-    :class:`DataMissingError` (missing or incomplete; the message says how to get it) or
-    :class:`DataVerificationError` (a file's hash or size does not match)."""
+    verify``): ``{name, root, kind, files (counted), sha256_checked (hashes recomputed and
+    matched), bytes (their total size), counts (files per layout pattern), fingerprint}``. Raises
+    :class:`DataMissingError` (incomplete; says how to get it) or :class:`DataVerificationError`."""
     e = entry(name)
     root = Path(root).expanduser() if root else _default_root(e)
     if e["kind"] == "synthetic":
@@ -413,10 +404,10 @@ def _short_sha(e: dict) -> str:
 
 
 def manifest_table() -> pd.DataFrame:
-    """The manifest as a table (the book's data page, ``python -m reprolib data list``): one row per
-    entry, columns ``name``, ``kind``, ``what``, ``studies``, ``licence``, ``citation``, ``size``,
-    ``how to get``, ``sha256`` (short, or the number of checksummed files) and ``present`` (``'yes'`` /
-    ``'no'`` in the default location, from file counts and sizes, no hashing)."""
+    """The manifest as a table (the book's data page, ``python -m reprolib data list``), a row per
+    entry: ``name``, ``kind``, ``what``, ``studies``, ``licence``, ``citation``, ``size``, ``how to
+    get``, ``sha256`` (short, or the number of checksummed files), ``present`` (``'yes'`` / ``'no'``
+    in the default location, from file counts and sizes)."""
     rows = []
     for name, e in load_manifest().items():
         e = {"name": name, **e}
@@ -432,15 +423,11 @@ def manifest_table() -> pd.DataFrame:
 
 def dataset_for_profile(profile: str, data_root: str, real: str, synthetic: str,
                         smoke_params: dict | None = None, check=None) -> tuple[Path, dict]:
-    """A study's data set for a profile: ``(root, record)``, ``record`` being the run record's
-    ``dataset`` entry (``name``, ``fingerprint``, ``root``, ``synthetic``).
-
-    ``full`` runs on the real entry ``real`` at ``data_root`` (default: its folder in the data
-    cache), checked and completed by :func:`prepare`, whose error says what to download and where. Otherwise an empty
-    ``data_root`` means the synthetic entry ``synthetic`` (at ``smoke``, generated with
-    ``smoke_params``), and a given ``data_root`` is used as it is — any folder in the data set's
-    layout, which ``check(root)`` may verify (raising a clear error).
-    """
+    """A study's data set for ``profile``: ``(root, record)``, ``record`` the run record's
+    ``dataset`` entry (``name``, ``fingerprint``, ``root``, ``synthetic``). ``full``: the real entry
+    ``real`` at ``data_root`` (default: the data cache) through :func:`prepare`. Otherwise a given
+    ``data_root`` is used as it is (any folder in the layout; ``check(root)`` may verify it), an
+    empty one means the entry ``synthetic`` (generated with ``smoke_params`` at ``smoke``)."""
     if profile == "full":
         root, name = prepare(real, Path(data_root).expanduser() if data_root else None), real
     elif data_root:

@@ -1,5 +1,5 @@
 """RAW-NOD (GenISP study): its COCO-style annotation files and a detection data set over its raw
-files, the same on the real files and on ``raw-nod-mini``."""
+files, real or ``raw-nod-mini``."""
 from __future__ import annotations
 
 import json
@@ -25,24 +25,17 @@ class RawNODFormatError(ValueError):
     """An annotation file that does not follow RAW-NOD's COCO schema."""
 
 
-# COCO keys that are not per-box flags
-_COCO_BOX_KEYS = {"id", "image_id", "category_id", "bbox", "area", "segmentation"}
+_COCO_BOX_KEYS = {"id", "image_id", "category_id", "bbox", "area", "segmentation"}  # not flags
 
 
 @dataclass
 class RawNODImage:
-    """One annotated image of RAW-NOD.
-
-    Attributes:
-        index: stable integer id: the position of the image in the JSON ``images`` list (RAW-NOD's
-            own ids are strings in most files and integers in others).
-        id: the image id as the JSON gives it (``'DSC01881'`` or ``125``).
-        file_name, width, height: as in the JSON (pixels of the full image).
-        boxes: ``float32`` ``N×4`` ``[x1, y1, x2, y2]`` pixels of the full image.
-        labels: ``int64`` ``(N,)`` COCO category ids (1 person, 2 bicycle, 3 car).
-        flags: extra per-box fields, each an array of length ``N`` (``iscrowd``, and in the
-            Sony test file ``isnoisy``, ``isoutoffocus``, … ``islabeled``).
-    """
+    """One annotated image: ``index`` its position in the JSON ``images`` list (a stable integer
+    id; RAW-NOD's own ``id`` is ``'DSC01881'`` in most files, ``125`` in others); ``file_name``,
+    ``width``, ``height`` as in the JSON; ``boxes`` ``float32`` ``N×4`` ``[x1, y1, x2, y2]`` and
+    ``labels`` ``int64`` ``(N,)`` COCO ids (1 person, 2 bicycle, 3 car), in pixels of the full
+    image; ``flags``: the other per-box fields, arrays of length ``N`` (``iscrowd``; in the Sony
+    test file also ``isnoisy``, ``isoutoffocus``, … ``islabeled``)."""
 
     index: int
     id: int | str
@@ -56,16 +49,10 @@ class RawNODImage:
 
 @dataclass
 class RawNODAnnotations:
-    """A RAW-NOD annotation file.
-
-    Attributes:
-        path: the JSON file.
-        images: :class:`RawNODImage` in the file's order (``images[i].index == i``).
-        categories: the ``categories`` list as given (3, or all 80 COCO ones in the Nikon test file).
-        classes: ``{category id: name}`` of the categories the boxes use (1 person, 2 bicycle, 3 car).
-        dropped: boxes dropped because their width or height is not positive.
-        info: the JSON's ``info`` block.
-    """
+    """A RAW-NOD annotation file at ``path``: ``images`` (:class:`RawNODImage`, ``images[i].index
+    == i``), ``categories`` as given (3, or all 80 COCO ones in the Nikon test file), ``classes``
+    ``{category id: name}`` of those the boxes use, ``dropped`` (boxes of non-positive width or
+    height), ``info`` (the JSON's ``info`` block)."""
 
     path: Path
     images: list[RawNODImage]
@@ -84,15 +71,10 @@ class RawNODAnnotations:
 
 
 def read_raw_nod(json_path: str | Path) -> RawNODAnnotations:
-    """Read a RAW-NOD (COCO-style) annotation file.
-
-    COCO ``bbox`` ``[x, y, w, h]`` becomes ``[x1, y1, x2, y2]``. Boxes with zero (or negative)
-    width or height — the Nikon test file has one of height 0 in DSC_0674 — are dropped and
-    counted in ``dropped``.
-
-    Raises:
-        DataMissingError: no such file. RawNODFormatError: not RAW-NOD's schema (missing keys, …).
-    """
+    """Read a RAW-NOD (COCO-style) annotation file; COCO ``bbox`` ``[x, y, w, h]`` becomes ``[x1,
+    y1, x2, y2]``, boxes of zero or negative width or height (one in the Nikon test file) are
+    dropped and counted. Raises :class:`DataMissingError` (no such file) or
+    :class:`RawNODFormatError` (not RAW-NOD's schema)."""
     path = Path(json_path)
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
@@ -147,16 +129,9 @@ def read_raw_nod(json_path: str | Path) -> RawNODAnnotations:
 
 
 def raw_nod_paths(root: str | Path, camera: str, split: str) -> tuple[Path, Path]:
-    """The images folder and the raw annotation file of one RAW-NOD camera and split.
-
-    Args:
-        root: the RAW-NOD data root (real or synthetic). camera: ``'Sony'`` or ``'Nikon'``.
-        split: ``'train'``, ``'val'`` or ``'test'``.
-
-    Returns:
-        ``(root/camera, root/annotations/camera/raw_…_split.json)``: the one ``raw_*_<split>.json``,
-        whatever its middle part (``raw_str_labeled_new_Sony_RX100m7_test.json``, ``raw_new_…``).
-    """
+    """``(root/camera, root/annotations/camera/raw_*_<split>.json)``: the images folder and the one
+    raw annotation file of a RAW-NOD data root (real or synthetic), ``camera`` ``'Sony'`` or
+    ``'Nikon'``, ``split`` ``'train'``, ``'val'`` or ``'test'``."""
     root = Path(root)
     if camera not in ("Sony", "Nikon") or split not in ("train", "val", "test"):
         raise ValueError(f"camera must be 'Sony' or 'Nikon' and split 'train', 'val' or 'test', got {camera!r}, {split!r}")
@@ -171,25 +146,14 @@ def raw_nod_paths(root: str | Path, camera: str, split: str) -> tuple[Path, Path
 
 
 class RawNODDetection(torch.utils.data.Dataset):
-    """RAW-NOD images with their boxes, streamed from disk one raw file at a time.
-
-    Holds only the annotation arrays and the images folder: each ``__getitem__`` reads one raw
-    file with :func:`reprolib.raw.read`, so memory does not grow with the number of images
-    (unless ``in_memory``).
-
-    Args:
-        images_dir: folder of the raw files (``root/Sony``, ``root/Nikon``).
-        json_path: the annotation file of the split.
-        transform: optional ``transform(frame, target) -> (image, target)`` (it gets the target so
-            that a resize can scale the boxes).
-        in_memory: keep every item after its first read (a miniature's few MB; not on the real data).
-
-    Item:
-        ``(frame, target)``: a :class:`reprolib.raw.RawFrame` (mosaic ``float32`` H×W in ``[0, 1]``)
-        or what ``transform`` returns; ``target``: ``boxes`` (``float32`` N×4 xyxy, pixels of the
-        annotated size), ``labels`` (``int64`` N), ``image_id`` (the stable index), ``image_size``
-        (annotated (height, width)), ``file_name``.
-    """
+    """RAW-NOD images with their boxes, one raw file read (:func:`reprolib.raw.read`) per item:
+    ``images_dir`` the raw files' folder (``root/Sony``, ``root/Nikon``), ``json_path`` the split's
+    annotation file, ``transform(frame, target) -> (image, target)`` optional (it gets the target
+    so that a resize can scale the boxes), ``in_memory`` keeps every item after its first read (a
+    miniature's few MB). Item ``(frame, target)``: a :class:`reprolib.raw.RawFrame` (mosaic
+    ``float32`` H×W in ``[0, 1]``) or what ``transform`` returns; ``target``: ``boxes``
+    (``float32`` N×4 xyxy, pixels of the annotated size), ``labels`` (``int64`` N), ``image_id``
+    (the stable index), ``image_size`` (annotated (height, width)), ``file_name``."""
 
     def __init__(self, images_dir: str | Path, json_path: str | Path, transform=None, in_memory: bool = False):
         self.images_dir = Path(images_dir)
@@ -223,10 +187,9 @@ class RawNODDetection(torch.utils.data.Dataset):
 
 
 def scale_target(target: dict, size: tuple[int, int]) -> dict:
-    """Scale a :class:`RawNODDetection` target's boxes from the annotated image size to ``size`` = (h, w):
-    the annotations are in pixels of the full image (e.g. 2624×3936 for the Nikon D750), a network
-    may see the packed, resized image (e.g. 800×1200). Returns the target with ``boxes``
-    (``float32`` N×4 xyxy in pixels of ``size``) and ``size``."""
+    """A :class:`RawNODDetection` target with its boxes scaled from the annotated (full) image size
+    (e.g. 2624×3936) to ``size`` = (h, w) (e.g. the packed, resized 800×1200 a network sees):
+    ``boxes`` ``float32`` N×4 xyxy in pixels of ``size``, and ``size`` added."""
     boxes = raw.scale_boxes(target["boxes"].float(), target["image_size"], size).float()
     return {**target, "boxes": boxes, "size": tuple(size)}
 

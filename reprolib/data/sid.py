@@ -1,9 +1,9 @@
-"""SID's paired raw data (SID and Lamba & Mitra studies) as the official ``train_Sony.py`` / ``test_Sony.py``
-(cchen156/Learning-to-See-in-the-Dark) build it: list files and their pairs, the decoded cache, the network's
-input convention (:data:`SID_INPUT`, :data:`LLE_INPUT`), Bayer-preserving crops, training batches and whole
-images. Levels come from the file, the amplification ``min(t_long / t_short, 300)`` from the file names; the
-ground truth is the long exposure rendered by LibRaw; burst-``00`` short exposures only, misaligned scenes dropped.
-"""
+"""SID's paired raw data (SID and Lamba & Mitra studies) as the official ``train_Sony.py`` /
+``test_Sony.py`` (cchen156/Learning-to-See-in-the-Dark) build it: list files and pairs, the decoded
+cache, input conventions (:data:`SID_INPUT`, :data:`LLE_INPUT`), Bayer-preserving crops, training
+batches, whole images. Levels from the file, amplification ``min(t_long / t_short, 300)`` from the
+file names, ground truth: the long exposure rendered by LibRaw; burst ``00`` only, misaligned
+scenes dropped."""
 from __future__ import annotations
 
 import dataclasses
@@ -108,18 +108,15 @@ def sid_pairs(list_path: str | Path, root: str | Path, burst00_only: bool = True
     ``long_path`` resolved against ``root`` with the list's own file names (``.ARW``; a synthetic set ``.dng``).
     ``burst00_only``: burst ``_00`` short exposures only, as the official scripts (280 training, 93 test
     pairs on Sony); ``exclude_misaligned``: drop :data:`SID_MISALIGNED_SCENES` (88 test pairs left).
-    Raises ``DataMissingError`` naming the first listed file that is missing.
-    """
+    Raises ``DataMissingError`` naming the first listed file that is missing."""
     root, list_path = Path(root), Path(list_path)
     if not list_path.is_absolute() and not list_path.exists() and (root / list_path).exists():
         list_path = root / list_path
     pairs = [p for p in read_sid_list(list_path)
              if (p.burst == 0 or not burst00_only) and (p.scene not in SID_MISALIGNED_SCENES or not exclude_misaligned)]
-    out, missing = [], []
-    for p in pairs:
-        short_path, long_path = root / p.short, root / p.long
-        missing += [q for q in (short_path, long_path) if not q.is_file()]
-        out.append(dataclasses.replace(p, short_path=short_path, long_path=long_path))
+    out = [dataclasses.replace(p, short_path=root / p.short, long_path=root / p.long)
+           for p in pairs]
+    missing = [q for p in out for q in (p.short_path, p.long_path) if not q.is_file()]
     if missing:
         first = missing[0]
         others = sorted(q.name for q in first.parent.glob(first.stem + ".*")) if first.parent.is_dir() else []
@@ -132,9 +129,8 @@ def sid_pairs(list_path: str | Path, root: str | Path, burst00_only: bool = True
 
 def load_splits(root: str | Path, burst00: bool = True, exclude_misaligned: bool = True) -> dict:
     """``{"train", "val", "test"}`` → :class:`SIDPair` lists of a SID data root (``Sony_*_list.txt``;
-    ``burst00`` and ``exclude_misaligned`` as in :func:`sid_pairs`). Also the layout check of
-    :func:`~reprolib.data.dataset_for_profile`: a folder without ``Sony_train_list.txt`` raises
-    ``DataMissingError`` naming it."""
+    ``burst00``, ``exclude_misaligned`` as in :func:`sid_pairs`); also the layout check of
+    :func:`~reprolib.data.dataset_for_profile` (``DataMissingError`` naming a missing list)."""
     return {split: sid_pairs(Path(root) / f"Sony_{split}_list.txt", root, burst00, exclude_misaligned)
             for split in ("train", "val", "test")}
 
@@ -313,11 +309,10 @@ def _geometric(a: np.ndarray, flip_v: bool, flip_h: bool, transpose: bool) -> np
 
 def bayer_augment(mosaic: np.ndarray, target: np.ndarray | None, cfa: str, size: int,
                   flip_v: bool, flip_h: bool, transpose: bool) -> tuple[np.ndarray, np.ndarray | None]:
-    """Flip / transpose (in this order) a ``(size+1)×(size+1)`` mosaic window of phase ``cfa`` and its
-    aligned ``(size+1)×(size+1)×3`` target (or None), keeping the CFA phase (``size`` even): a flip
-    changes the phase of an even-sized crop (RGGB → GRBG), so the ``size×size`` crop is taken at the
-    offset ``(0 or 1, 0 or 1)`` whose 2×2 pattern is again ``cfa``. (The official SID code flips the
-    *packed* array: each colour plane then sits up to one raw pixel off the flipped ground truth.)
+    """Flip / transpose (in this order) a ``(size+1)×(size+1)`` mosaic window of phase ``cfa`` and
+    its aligned ``(size+1)×(size+1)×3`` target (or None), keeping the phase (``size`` even): the
+    ``size×size`` crop starts at the offset (0 or 1, 0 or 1) whose 2×2 pattern is again ``cfa``.
+    (The official code flips the *packed* array, each plane up to a pixel off the ground truth.)
     Returns ``(mosaic crop size×size, target crop size×size×3 or None)``, contiguous."""
     if mosaic.shape[:2] != (size + 1, size + 1) or size % 2:
         raise ValueError(f"expected an even size and a (size+1)×(size+1) window, got size {size} and "
@@ -357,16 +352,15 @@ def _target(gt: np.ndarray) -> np.ndarray:
 
 
 class SIDTrainingPatches:
-    """Training batches drawn as the official SID loop draws them; a ``batch_fn`` for :func:`reprolib.train.train`.
-
-    An epoch visits every training scene once (:func:`reprolib.train.epoch_batch`, stream ``sid_epoch_order``,
-    the last batch wrapping round); per scene one of its short exposures is chosen at random, then a random
-    CFA-aligned crop with flips / transpose (:func:`random_bayer_crop`), both from ``default_rng([seed,
-    STREAMS["sid_crop"], step])``: a resumed run replays the same batches. ``patch``: the network input side
-    (packed pixels when packed; official SID 512); ``batch``: crops per step (official 1). ``patches(step)``
-    → ``(x, y)``: ``x`` float32 ``B×C×patch×patch`` (:func:`model_input`; C = 4 packed, 1 mosaic), ``y``
-    float32 ``B×3×S×S`` in ``[0, 1]``, ``S = patch × convention.scale``.
-    """
+    """Training batches as the official SID loop draws them (a ``batch_fn`` for
+    :func:`reprolib.train.train`): an epoch visits every scene once
+    (:func:`reprolib.train.epoch_batch`, stream ``sid_epoch_order``, the last batch wrapping
+    round); per scene a random short exposure and CFA-aligned crop with flips / transpose
+    (:func:`random_bayer_crop`), from ``default_rng([seed, STREAMS["sid_crop"], step])``, so a
+    resumed run replays the same batches. ``patch``: network input side (packed pixels when
+    packed; official 512); ``batch``: crops per step (official 1). ``patches(step)`` → ``(x, y)``:
+    ``x`` float32 ``B×C×patch×patch`` (:func:`model_input`; C = 4 packed, 1 mosaic), ``y`` float32
+    ``B×3×S×S`` in ``[0, 1]``, ``S = patch × convention.scale``."""
 
     def __init__(self, pairs: Sequence[SIDPair], cache: DecodedCache, patch: int, seed: int, batch: int = 1,
                  convention: InputConvention = SID_INPUT, augment: bool = True, device: str = "cpu"):

@@ -15,9 +15,8 @@ __all__ = ["RAW_SCALE", "PACKING_ORDER", "read_zurich_raw", "pack_zurich", "read
 
 #: the official input scaling: the 10-bit mosaic divided by 4·255 (``extract_bayer_channels``)
 RAW_SCALE = 4 * 255
-#: the official packing order, by slice position: ``raw[1::2, 1::2]``, ``[0::2, 1::2]``,
-#: ``[0::2, 0::2]``, ``[1::2, 0::2]``. The official variable names read B, Gb, R, Gr: with the
-#: R G / G B tile of the P20 that is blue, the green on the red row, red, the green on the blue row.
+#: the official packing order: ``raw[1::2, 1::2]``, ``[0::2, 1::2]``, ``[0::2, 0::2]``, ``[1::2,
+#: 0::2]`` (named B, Gb, R, Gr there): on the P20's R G / G B tile, B, red row's G, R, blue row's G
 PACKING_ORDER = "BGRG"
 
 

@@ -1,4 +1,4 @@
-"""The four studies' networks, faithful to the official implementations, and a lookup by name."""
+"""The four studies' networks (faithful to the official code where there is one), by name."""
 from __future__ import annotations
 
 import torch.nn as nn
@@ -15,17 +15,15 @@ MODELS = {"sid_unet": SIDUNet, "lle": LLENet, "genisp": GenISP, "pynet": PyNET}
 
 
 def build(name: str, **kwargs) -> nn.Module:
-    """A new network ``MODELS[name](**kwargs)``, initialised by the current torch generator.
+    """A new network ``MODELS[name](**kwargs)``, initialised by the current torch generator;
+    ``ValueError`` for an unknown name.
 
     Inputs (float32, details in each class): ``sid_unet`` and ``pynet`` the packed raw frame
-    ``B×4×H/2×W/2`` (black-subtracted, ``[0, 1]``, SID's amplified), ``lle`` the mosaic
+    ``B×4×H/2×W/2`` in ``[0, 1]`` (SID's black-subtracted and amplified), ``lle`` the mosaic
     ``B×1×H×W``, ``genisp`` the packed frame with the greens averaged ``B×3×H/2×W/2``.
 
     >>> type(build("lle", n_blocks=2)).__name__
     'LLENet'
-
-    Raises:
-        ValueError: an unknown name.
     """
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; known: {', '.join(MODELS)}")

@@ -1,35 +1,9 @@
 """PyNET: Ignatov, Van Gool & Timofte, "Replacing Mobile Camera ISP with a Single Deep Learning
-Model", CVPRW 2020 — the network of the PyNET study (Zurich RAW-to-RGB).
+Model", CVPRW 2020.
 
-Follows the authors' PyTorch implementation (aiff22/PyNET-PyTorch, ``model.py``) layer for layer.
-The sub-module names are the official ones (``conv_l4_d3``, ``conv_3a``, ``conv2d``, ``instance``…),
-so at ``width=1`` an official checkpoint loads with ``strict=True`` once the ``module.`` prefix
-that ``torch.nn.DataParallel`` adds to every key is removed::
-
-    state = torch.load("pynet_level_0.pth", map_location="cpu")
-    model.load_state_dict({k.removeprefix("module."): v for k, v in state.items()})
-
-Structure. A packed raw patch (B×4×H×W) goes through an encoder of four multi-kernel blocks
-separated by 2×2 max-pooling. Six *levels* then work from coarse to fine; each emits a 3-channel
-sigmoid image and passes two upsampled feature maps to the next, finer level:
-
-=====  =================  ===========================================================
-level  output size        largest kernel in its blocks
-=====  =================  ===========================================================
-5      H/16 × W/16        3
-4      H/8 × W/8          3
-3      H/4 × W/4          5
-2      H/2 × W/2          7
-1      H × W              9
-0      2H × 2W            (one 3×3 conv after a bilinear ×2 upsampling)
-=====  =================  ===========================================================
-
-Level 0 is the full resolution of the *mosaic*: the 4 packed channels hold a 2×2 Bayer block,
-so a 224×224×4 training patch (from a 448×448 raw crop) becomes a 448×448 RGB image.
-
-Training is coarse to fine (5 → 0): the level-L model starts from the level-(L+1) weights, which
-is why this module always holds the parameters of all levels and ``level`` only decides how far
-the forward pass runs.
+Layer for layer the authors' ``model.py`` (aiff22/PyNET-PyTorch), with the official sub-module
+names; ``PyNET()`` has 47,554,738 parameters and loads an official checkpoint once the ``module.``
+key prefix is removed. See the book's page *The networks* for the choices where the paper is silent.
 """
 from __future__ import annotations
 
@@ -73,9 +47,7 @@ def _check_level(level) -> int:
 
 
 class ConvLayer(nn.Module):
-    """Reflection padding, a stride-1 convolution, optional affine InstanceNorm, optional
-    LeakyReLU(0.2). Padding by reflection (not zeros) keeps the spatial size without dark borders.
-    """
+    """Reflection pad, stride-1 conv, optional affine InstanceNorm and LeakyReLU(0.2); same size."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int,
                  instance_norm: bool = False, activation: bool = True):
@@ -97,11 +69,7 @@ class ConvLayer(nn.Module):
 
 class MultiKernelBlock(nn.Module):
     """Parallel branches with kernels 3, 5, 7, 9 (up to ``max_kernel_size``), two
-    :class:`ConvLayer` each, concatenated along channels.
-
-    The output therefore has ``out_channels × number of branches`` channels (the paper's way of
-    mixing receptive fields; finer levels use larger kernels).
-    """
+    :class:`ConvLayer` each, concatenated: ``out_channels × number of branches`` channels."""
 
     def __init__(self, in_channels: int, out_channels: int, max_kernel_size: int,
                  instance_norm: bool):
@@ -119,8 +87,7 @@ class MultiKernelBlock(nn.Module):
 
 
 class UpsampleConvLayer(nn.Module):
-    """Bilinear ×2 upsampling (``align_corners=True``, as the official code), reflection pad,
-    3×3 convolution, LeakyReLU(0.2)."""
+    """Bilinear ×2 upsampling (``align_corners=True``), reflection pad, conv3×3, LeakyReLU(0.2)."""
 
     def __init__(self, in_channels: int, out_channels: int):
         super().__init__()
@@ -137,25 +104,21 @@ class PyNET(nn.Module):
     """PyNET, the pyramidal RAW-to-RGB network (PyNET study).
 
     Args:
-        level: the output level the forward pass runs to, 5 (1/16 resolution) … 0 (full
-            resolution, twice the packed input); see the module docstring. Change it with
-            :meth:`set_level` when moving to the next training stage.
-        width: multiplies every internal channel count (``max(1, round(c · width))``); 1.0 is
-            the published network, smaller values give a CPU-sized profile with the same
-            topology. Input (4) and output (3) channels are never scaled.
-        instance_norm: affine InstanceNorm in the blocks of levels 5–2 (and the level-2–4
-            encoder blocks), as the official code.
-        instance_norm_level_1: InstanceNorm in the inner level-1 blocks. The official class
-            defaults to ``False`` but the official training and test scripts construct it with
-            ``True``; the published checkpoint and the 47,554,738 parameters need ``True``.
+        level: the output level the forward pass runs to, 5 (1/16 resolution) … 0 (twice the
+            packed resolution); all levels' parameters are always held (see :meth:`set_level`).
+        width: multiplies every internal channel count (``max(1, round(c · width))``): 1.0 is
+            the published network, less a CPU-sized profile; 4 input, 3 output channels stay.
+        instance_norm: affine InstanceNorm in the blocks of levels 5–2 and the level-2–4 encoder
+            blocks, as the official code.
+        instance_norm_level_1: InstanceNorm in the inner level-1 blocks (``True`` as the
+            official scripts and checkpoint, although the official class defaults to ``False``).
 
-    Input: ``float32`` B×4×H×W packed Huawei P20 raw in ``[0, 1]`` (the Zurich data set's
-    slice-position packing divided by 1020, no black subtraction — done by the data module);
-    H, W multiples of :data:`INPUT_MULTIPLE` and at least :data:`MIN_INPUT_SIZE`.
+    Input: ``float32`` B×4×H×W packed Huawei P20 raw in ``[0, 1]`` (Zurich's slice-position
+    packing / 1020, no black subtraction: the data module's), H, W multiples of
+    :data:`INPUT_MULTIPLE` and at least :data:`MIN_INPUT_SIZE`.
 
-    Output of :meth:`forward`: ``float32`` B×3×h×w sRGB in ``[0, 1]`` (sigmoid) at ``self.level``
-    — exactly what the official ``forward`` returns. :meth:`forward_all` also returns the coarser
-    levels' outputs.
+    Output of :meth:`forward`: ``float32`` B×3×h×w sRGB in ``[0, 1]`` (sigmoid) at ``self.level``,
+    as the official ``forward``; :meth:`forward_all` adds the coarser levels' outputs.
 
     Example:
         >>> model = PyNET(level=5, width=0.125)
@@ -182,8 +145,7 @@ class PyNET(nn.Module):
         norm, norm1 = instance_norm, instance_norm_level_1
         block = MultiKernelBlock
 
-        # encoder (the first block never normalises: InstanceNorm on the raw input would remove
-        # its exposure level)
+        # encoder (the first block never normalises: that would remove the exposure level)
         self.conv_l1_d1 = block(4, c1, 3, instance_norm=False)
         self.conv_l2_d1 = block(c1, c2, 3, norm)
         self.conv_l3_d1 = block(c2, c3, 3, norm)
@@ -248,11 +210,8 @@ class PyNET(nn.Module):
         self.conv_l0_d1 = ConvLayer(c0, 3, 3, activation=False)
 
     def set_level(self, level: int) -> None:
-        """Choose the output level (5 … 0) for the next training stage or for inference.
-
-        Raises:
-            ValueError: ``level`` is not one of :data:`LEVELS`.
-        """
+        """Choose the output level (5 … 0) for the next training stage or for inference; raises
+        ``ValueError`` if ``level`` is not one of :data:`LEVELS`."""
         self.level = _check_level(level)
 
     def parameter_counts(self) -> dict[str, int]:
@@ -265,17 +224,16 @@ class PyNET(nn.Module):
         return self.forward_all(x)[self.level]
 
     def forward_all(self, x: torch.Tensor) -> dict[int, torch.Tensor]:
-        """Outputs of every level from 5 down to ``self.level``.
-
-        Args:
-            x: ``float32`` B×4×H×W packed raw in ``[0, 1]``.
-
-        Returns:
-            ``{level: output}`` with outputs B×3×H/16×W/16 (level 5), H/8 (4), H/4 (3),
-            H/2 (2), H×W (1), 2H×2W (0); each a sigmoid image in ``[0, 1]``. Levels finer than
-            ``self.level`` are not computed.
-        """
-        self._check_input(x)
+        """``{level: B×3×h×w sigmoid image in [0, 1]}`` for the levels 5 … ``self.level`` (finer
+        ones are not computed) of ``x``, ``float32`` B×4×H×W packed raw in ``[0, 1]``; h×w is
+        H/16×W/16 at level 5, H/8 (4), H/4 (3), H/2 (2), H×W (1), 2H×2W (0)."""
+        if x.ndim != 4 or x.shape[1] != 4:
+            raise ValueError(f"PyNET expects packed raw B×4×H×W, got shape {tuple(x.shape)}")
+        h, w = x.shape[-2:]
+        if h % INPUT_MULTIPLE or w % INPUT_MULTIPLE or min(h, w) < MIN_INPUT_SIZE:
+            raise ValueError(
+                f"PyNET needs H and W multiples of {INPUT_MULTIPLE} and at least "
+                f"{MIN_INPUT_SIZE} (four 2×2 poolings, reflection padding at 1/16), got {h}×{w}")
         outputs = {}
 
         # encoder
@@ -347,13 +305,3 @@ class PyNET(nn.Module):
         # level 0
         outputs[0] = torch.sigmoid(self.conv_l0_d1(up_full))
         return outputs
-
-    @staticmethod
-    def _check_input(x: torch.Tensor) -> None:
-        if x.ndim != 4 or x.shape[1] != 4:
-            raise ValueError(f"PyNET expects packed raw B×4×H×W, got shape {tuple(x.shape)}")
-        h, w = x.shape[-2:]
-        if h % INPUT_MULTIPLE or w % INPUT_MULTIPLE or min(h, w) < MIN_INPUT_SIZE:
-            raise ValueError(
-                f"PyNET needs H and W multiples of {INPUT_MULTIPLE} and at least "
-                f"{MIN_INPUT_SIZE} (four 2×2 poolings, reflection padding at 1/16), got {h}×{w}")

@@ -1,34 +1,16 @@
-"""The U-Net of "Learning to See in the Dark" (Chen et al., CVPR 2018), in PyTorch.
+"""The U-Net of "Learning to See in the Dark" (Chen et al., CVPR 2018).
 
-Faithful to ``network()`` in the official TensorFlow code (cchen156/Learning-to-See-in-the-Dark,
-``train_Sony.py`` / ``test_Sony.py``): five levels of two 3×3 convolutions with LeakyReLU(0.2)
-(widths 32-64-128-256-512), 2×2 max-pooling, 2×2 stride-2 transposed convolutions **without
-bias** (the official code creates them as bare ``tf.Variable`` filters), concatenation
-``[upsampled, skip]``, a final 1×1 convolution to 12 channels with no activation, and
-depth-to-space ×2. ``SIDUNet()`` has 7,760,268 parameters, exactly the variables of the released
-Sony checkpoint. ``SIDUNet(in_channels=9, upscale=3)`` is the released Fuji (X-Trans) network:
-9-channel X-Trans packing at one third of the resolution, 27 output channels, depth-to-space ×3
-(7,762,203 parameters).
-
-A quirk of the released checkpoints: their indexes hold Adam slots for every ``g_*`` variable but
-none for the four transposed-conv filters, so the released models never updated their upsampling
-filters (they stayed at their random initialisation; the scripts in the repository would train
-them). To train like the released models, freeze them: ``model.upsamplers.requires_grad_(False)``.
-
-``norm='single'`` / ``'double'`` are the two variants of a public BatchNorm ablation of this
-network (``Batchnorm_train.py`` and ``Double_batch_train.py`` in a PyTorch port of the official
-code): BatchNorm2d after the second convolution of every level, or after every convolution.
-As in that ablation, the BatchNorm sits between the convolution and its LeakyReLU, and the
-convolutions keep their bias.
-
-Used by the SID study (training and evaluation) and by the efficiency table of the Lamba &
-Mitra study.
+Layer for layer ``network()`` of the official TensorFlow code
+(cchen156/Learning-to-See-in-the-Dark); ``SIDUNet()`` has 7,760,268 parameters, as the released
+Sony checkpoint. See the book's page *The networks* for its quirks and the BatchNorm variants.
 """
 from __future__ import annotations
+
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
 
 __all__ = ["SIDUNet", "official_variable_name", "pad_to_multiple", "NORMS"]
 
@@ -40,25 +22,13 @@ SIZE_MULTIPLE = 16
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
-    """Pads the bottom and right of ``x`` so that H and W become multiples of ``multiple``.
-
-    Reflection padding is used (it keeps image statistics at the border, and on a Bayer mosaic it
-    keeps the CFA phase: the padded row ``H + i`` copies row ``H − 2 − i``, of the same parity).
-    When an image is too small to reflect (padding ≥ size), replication padding is used instead.
-    Only the bottom and right are padded so that the top-left pixel (and so the CFA phase) and
-    the output crop ``[..., :H', :W']`` stay aligned.
-
-    Args:
-        x: ``B×C×H×W`` tensor, any float dtype and range.
-        multiple: the required divisor of H and W.
-
-    Returns:
-        ``B×C×H_p×W_p`` with ``H_p = ceil(H / multiple) · multiple`` (same for W); ``x`` itself
-        when nothing needs padding.
-    """
+    """Pads the bottom and right of ``x`` (``B×C×H×W``, any float dtype and range) to
+    ``B×C×H_p×W_p``, ``H_p = ceil(H / multiple) · multiple`` (same for W); ``x`` itself if no
+    padding is needed. By reflection, which keeps a Bayer mosaic's CFA phase (row ``H + i`` copies
+    row ``H − 2 − i``), or replication when the padding is ≥ the size; the top-left pixel stays
+    put, so the output crop ``[..., :H', :W']`` aligns."""
     h, w = x.shape[-2:]
-    pad_h = -h % multiple
-    pad_w = -w % multiple
+    pad_h, pad_w = -h % multiple, -w % multiple
     if pad_h == 0 and pad_w == 0:
         return x
     mode = "reflect" if pad_h < h and pad_w < w else "replicate"
@@ -66,14 +36,8 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
 
 
 class DoubleConv(nn.Module):
-    """Two 3×3 convolutions with LeakyReLU(0.2), optionally with BatchNorm before each activation.
-
-    Args:
-        in_channels: input channels.
-        out_channels: output channels of both convolutions.
-        norm: ``'none'``, ``'single'`` (BatchNorm after the second convolution) or ``'double'``
-            (after both).
-    """
+    """Two 3×3 convolutions with LeakyReLU(0.2); ``norm`` puts BatchNorm before the second
+    activation (``'single'``), both (``'double'``) or neither (``'none'``)."""
 
     def __init__(self, in_channels: int, out_channels: int, norm: str = "none"):
         super().__init__()
@@ -91,25 +55,22 @@ class SIDUNet(nn.Module):
     """The SID U-Net: packed raw in, linear RGB out at the raw resolution.
 
     Args:
-        norm: ``'none'`` (the official network), ``'single'`` or ``'double'`` (BatchNorm variants,
-            see the module docstring).
+        norm: ``'none'`` (the official network), ``'single'`` or ``'double'`` (BatchNorm after
+            the second or after every convolution of each level, before its LeakyReLU).
         in_channels: channels of the packed input: 4 for Bayer (SID's order R, G, B, G), 9 for
             the Fuji X-Trans packing.
         width: channels of the first level; level ``k`` has ``width · 2**k`` (official: 32).
         upscale: depth-to-space factor of the output, 2 for Bayer packing, 3 for X-Trans
             packing; the last convolution has ``3 · upscale²`` channels.
 
-    Input ``B×in_channels×H×W`` float32: the packed raw image, black-subtracted, normalised to
-    ``[0, 1]``, multiplied by the amplification ratio and clipped to ``≤ 1`` (as the official
-    code does). H and W need not be multiples of 16: the input is padded (see
-    :func:`pad_to_multiple`) and the output cropped back.
+    Input ``B×in_channels×H×W`` float32: packed raw, black-subtracted, normalised to ``[0, 1]``,
+    multiplied by the amplification ratio and clipped to ``≤ 1`` (as the official code). Any H, W:
+    padded to multiples of 16 (:func:`pad_to_multiple`), the output cropped back.
 
-    Output ``B×3×(upscale·H)×(upscale·W)`` float32: the raw network output, **not clamped**
-    (training uses the L1 loss on it directly). Evaluation clamps it to ``[0, 1]`` before
-    computing metrics or saving images, as the official ``test_Sony.py`` does.
-
-    Raises:
-        ValueError: on an unknown ``norm`` or non-positive sizes.
+    Output ``B×3×(upscale·H)×(upscale·W)`` float32 linear RGB, **not clamped** (the L1 loss uses
+    it as is; evaluation clamps to ``[0, 1]``, as the official ``test_Sony.py``). To train like the
+    released models, freeze the upsampling filters: ``model.upsamplers.requires_grad_(False)``.
+    Raises ``ValueError`` on an unknown ``norm`` or non-positive sizes.
     """
 
     def __init__(self, norm: str = "none", in_channels: int = 4, width: int = 32, upscale: int = 2):
@@ -130,7 +91,7 @@ class SIDUNet(nn.Module):
         for w in widths:
             self.encoder.append(DoubleConv(channels, w, norm))
             channels = w
-        # levels 6-9: transposed conv (official tf.Variable ... Variable_3), then g_conv6_* ... g_conv9_*
+        # levels 6-9: transposed conv (official Variable…Variable_3), then g_conv6_*…g_conv9_*
         self.upsamplers = nn.ModuleList()
         self.decoder = nn.ModuleList()
         for w in reversed(widths[:-1]):
@@ -138,11 +99,8 @@ class SIDUNet(nn.Module):
             self.decoder.append(DoubleConv(2 * w, w, norm))
             channels = w
         self.conv10 = nn.Conv2d(channels, 3 * upscale**2, 1)
-        self._init_like_tensorflow()
-
-    def _init_like_tensorflow(self) -> None:
-        # The official graph: slim.conv2d's default Glorot-uniform weights and zero biases;
-        # transposed-conv filters from tf.truncated_normal(stddev=0.02) (cut at two std).
+        # initialised as the official graph: slim.conv2d's Glorot-uniform weights and zero
+        # biases; transposed-conv filters from tf.truncated_normal(stddev=0.02), cut at two std
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.xavier_uniform_(m.weight)
@@ -151,14 +109,7 @@ class SIDUNet(nn.Module):
                 nn.init.trunc_normal_(m.weight, std=0.02, a=-0.04, b=0.04)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Restores a packed raw image.
-
-        Args:
-            x: ``B×in_channels×H×W`` float32 packed raw (see the class docstring).
-
-        Returns:
-            ``B×3×(upscale·H)×(upscale·W)`` float32 linear RGB, not clamped.
-        """
+        """``B×in_channels×H×W`` packed raw → ``B×3×(upscale·H)×(upscale·W)``, see the class."""
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"expected B×{self.in_channels}×H×W, got shape {tuple(x.shape)}")
         h, w = x.shape[-2:]
@@ -176,21 +127,11 @@ class SIDUNet(nn.Module):
 
 
 def official_variable_name(parameter_name: str) -> str:
-    """Names the variable of the official TensorFlow checkpoint that a parameter corresponds to.
-
-    ``encoder.k.convj.weight`` ↔ ``g_conv{k+1}_{j}/weights`` (levels 1-5), ``decoder.k.convj``
-    ↔ ``g_conv{k+6}_{j}`` (levels 6-9), ``upsamplers.k.weight`` ↔ ``Variable`` (k = 0) or
-    ``Variable_{k}``, ``conv10`` ↔ ``g_conv10``. Layouts differ: TensorFlow stores conv kernels
-    as H×W×in×out (PyTorch: out×in×H×W) and transposed-conv kernels as H×W×out×in (PyTorch:
-    in×out×H×W). To convert trained weights, also note that ``tf.depth_to_space`` orders the
-    channels of ``g_conv10`` as ``(dy·r + dx)·3 + c`` while ``pixel_shuffle`` expects
-    ``c·r² + dy·r + dx``: the output channels of ``conv10`` must be permuted accordingly.
-
-    Args:
-        parameter_name: a name from ``SIDUNet(norm='none').named_parameters()``.
-
-    Returns:
-        The TensorFlow variable name.
+    """The official TensorFlow checkpoint's variable name for ``parameter_name``, a name from
+    ``SIDUNet(norm='none').named_parameters()``: ``encoder.k.convj.weight`` ↔
+    ``g_conv{k+1}_{j}/weights``, ``decoder.k.convj`` ↔ ``g_conv{k+6}_{j}``, ``upsamplers.k.weight``
+    ↔ ``Variable`` / ``Variable_{k}``, ``conv10`` ↔ ``g_conv10``. Converting weights also needs
+    the layouts permuted (HWIO → OIHW).
 
     Raises:
         KeyError: for a parameter with no official counterpart (e.g. BatchNorm).
