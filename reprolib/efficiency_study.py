@@ -1,7 +1,5 @@
-"""Lamba & Mitra's Table 1 across the four studies' networks (``notebooks/efficiency.ipynb``): the
-run record's rows, the table beside the published values, the like-for-like figure and the
-notebook's parameters. The measuring itself is :mod:`reprolib.efficiency`.
-"""
+"""Lamba & Mitra's Table 1 (``notebooks/efficiency.ipynb``): record rows, table and figure beside
+the published values; the measuring itself is :mod:`reprolib.efficiency`."""
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
@@ -22,13 +20,10 @@ def _suffix(frame: tuple[int, int]) -> str:
 
 def efficiency_rows(costs: pd.DataFrame | None, timed: dict | None, memory: dict | None,
                     frame: tuple[int, int]) -> list[dict]:
-    """Run-record rows, keyed like ``published.yaml`` (``efficiency/<model key>/<quantity>``).
-
-    From a :func:`cost_table` at both frames, :func:`side_by_side_latency` (adds the speed-ups SID /
-    ours where SID was timed with Lamba & Mitra's network) and :func:`peak_memory_table` (GB), each
-    optional (None), the last two at ``frame`` (H × W): timings carry a published key only at the
-    paper's (4256×2848) or the README's (2048×4096) frame.
-    """
+    """Run-record rows keyed like ``published.yaml`` (``efficiency/<model key>/<quantity>``) from
+    ``costs`` (:func:`cost_table` at both frames), ``timed`` (:func:`side_by_side_latency`; adds the
+    speed-ups SID / ours) and ``memory`` (:func:`peak_memory_table`, GB), each optional (None), the
+    last two at ``frame`` (H × W); timings match a published key only at 4256×2848 or 2048×4096."""
     label_to_name = {v[0]: n for n, v in EFFICIENCY_MODELS.items()}
     rows, tag, suffix = [], frame_label(frame, "x"), _suffix(frame)
 
@@ -64,10 +59,9 @@ def efficiency_rows(costs: pd.DataFrame | None, timed: dict | None, memory: dict
 
 
 def efficiency_table(rows: list[dict], frame: tuple[int, int] = FULL_FRAME) -> pd.DataFrame:
-    """Table 1's efficiency rows — parameters (M), GMACs at 4256×2848, CPU seconds (median) and memory
-    (GB) at ``frame`` — ours as recorded in ``rows`` (:func:`efficiency_rows`) for the SID U-Net and
-    both forms of Lamba & Mitra's network, beside the published values (timings: the README's at
-    2048×4096, none at other frames)."""
+    """Table 1's efficiency rows (parameters (M), GMACs at 4256×2848, median CPU s and memory (GB)
+    at ``frame``) of the SID U-Net and both forms of Lamba & Mitra's network: ours from ``rows``
+    (:func:`efficiency_rows`) beside the published (timings only at 4256×2848 and 2048×4096)."""
     ours = {r["key"]: r["value"] for r in rows}
     tag, suffix = frame_label(frame), _suffix(frame)
     quantities = {"Parameters (M)": "params_m", f"GMACs ({frame_label(FULL_FRAME)})": "gmacs_sony",
@@ -82,11 +76,9 @@ def efficiency_table(rows: list[dict], frame: tuple[int, int] = FULL_FRAME) -> p
 
 
 def efficiency_figure(rows: list[dict], threshold: float | None = None):
-    """Like-for-like costs beside the published values — parameters (M) and GMACs at 4256×2848 (log
-    scale), the CPU speed-up SID / ours timed side by side at each timed frame — from ``rows``
-    (:func:`efficiency_rows`, or an efficiency record's ``metrics``, as the front page has them): only
-    quantities that depend neither on the data nor on the machine's absolute speed. ``threshold``:
-    the speed-up the claim needs (dotted line), if any. Returns a matplotlib figure."""
+    """Figure of parameters (M) and GMACs at 4256×2848 (log scale) beside the published values and
+    the CPU speed-up SID / ours at each timed frame, from ``rows`` (:func:`efficiency_rows` or a
+    record's ``metrics``); ``threshold``: the speed-up the claim needs (dotted line), if any."""
     values = {r["key"]: r["value"] for r in rows if r.get("key")}
     names = [n for n, v in EFFICIENCY_MODELS.items() if f"efficiency/{v[4]}/params_m" in values]
     ratios = [r for r in rows if r.get("key", "").startswith("efficiency/speedup_cpu")]
@@ -129,5 +121,4 @@ PARAMETERS = study.parameter_table(
     ("memory", False, True, True, "measure peak memory of one inference (fresh process per model)"),
     ("other_models", True, True, True, "also count GenISP and PyNET (parameters, GMACs, latency at all_models_frame)"),
     ("all_models_frame", "64x96", "256x384", "512x768", "H x W raw pixels at which all four studies' networks are timed "
-     "side by side (PyNET is too costly for the full frame on a CPU)", study.frames_check),
-)
+     "side by side (PyNET is too costly for the full frame on a CPU)", study.frames_check))

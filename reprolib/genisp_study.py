@@ -1,6 +1,5 @@
-"""The GenISP study (``notebooks/genisp.ipynb``; Morawski et al., CVPRW 2022): GenISP learns on one camera's dark raws
-(RAW-NOD's Sony) through a frozen detector (:mod:`reprolib.detect`) and is tested on another (the Nikon). Inputs:
-:func:`preprocess` (camera → XYZ with the **inverse** of ``rgb_xyz_matrix``, which maps XYZ → camera), no gain."""
+"""The GenISP study (``notebooks/genisp.ipynb``): GenISP trained on RAW-NOD's Sony through a frozen
+detector (:mod:`reprolib.detect`), tested on its Nikon."""
 from __future__ import annotations
 
 import math
@@ -50,7 +49,6 @@ PARAMETERS = study.parameter_table(
     ("detector_pool", 16, 512, 512, "mini detector: number of distinct well-lit training scenes", study.positive),
     ("detector_test_images", 4, 64, 64, "mini detector: well-lit test scenes", study.positive),
     ("min_well_lit_ap50", 0.0, 0.5, 0.0, "mini detector: stop unless its well-lit AP50 reaches this"),
-    # mini: a GenISP step costs ~3 CPU-seconds at batch 8 (the two 256×256 trunks), so 4 epochs
     ("epochs", 1, 4, 15, "GenISP training epochs (paper: 15)", study.positive),
     ("batch_size", 8, 8, 8, "GenISP batch size (paper: 8)", study.positive),
     ("lr", 1e-2, 1e-2, 1e-2, "Adam learning rate (paper: 1e-2, ×0.1 after 1/3 and 2/3 of the epochs)", study.positive),
@@ -58,7 +56,6 @@ PARAMETERS = study.parameter_table(
     ("cst_matrix", "inverse", "inverse", "inverse", "inverse = camera → XYZ correctly; backwards = "
      "rgb_xyz_matrix as the student reproductions", ("inverse", "backwards")),
     ("gray_world_weight", 0.0, 0.0, 0.0, "weight of the optional gray-world regulariser (0 = off)", study.non_negative),
-    # mini: 800/1333 would upscale the 192×288 packed images ~4× and make every step ~16× slower
     ("resize_min", 64, MINI_RESIZE[0], PAPER_RESIZE[0], "resize rule: short side (paper: 800)", study.positive),
     ("resize_max", 128, MINI_RESIZE[1], PAPER_RESIZE[1], "resize rule: long-side limit (paper: 1333)", study.positive),
     ("num_workers", 0, 0, 4, "data-loading worker processes for training", study.non_negative),
@@ -76,11 +73,10 @@ def table_rows(use_cst: bool = True, cst_matrix: str = "inverse") -> list[tuple]
 
 def preprocess(frame: raw.RawFrame, kind: str = "xyz", min_side: int = PAPER_RESIZE[0],
                max_side: int = PAPER_RESIZE[1]) -> torch.Tensor:
-    """One raw frame (:func:`reprolib.raw.read`) → the image a Table 1 row feeds GenISP or the detector.
-
-    ``kind``: a key of :data:`INPUT_KINDS`. Returns ``float32`` 3×h×w, (h, w) = ``retinanet_resize_shape(H/2,
-    W/2, min_side, max_side)``; raw kinds linear, black-subtracted, no gain; conventional in ``[0, 1]``.
-    ``ValueError`` for an unknown kind or a CST of a file without a colour matrix."""
+    """One raw frame (:func:`reprolib.raw.read`) → the ``float32`` 3×h×w image a Table 1 row feeds
+    GenISP or the detector; ``kind``: a key of :data:`INPUT_KINDS`. (h, w) =
+    ``retinanet_resize_shape(H/2, W/2, min_side, max_side)``; raw kinds linear, black-subtracted, no
+    gain; conventional in ``[0, 1]``. ``ValueError``: unknown kind, or CST without colour matrix."""
     if kind == "conventional":
         rgb = raw.conventional_pipeline(frame.path, half_size=True)
         image = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))
@@ -199,10 +195,10 @@ def genisp_loss(model: GenISP, detector, batch, gray_world_weight: float = 0.0, 
 def train_genisp(detector, train_set, *, epochs: int, batch_size: int, lr: float = 1e-2, seed: int = 0,
                  gray_world_weight: float = 0.0, device: str = "cpu", num_workers: int = 0, checkpoint=None,
                  desc: str = "GenISP", progress: bool = True):
-    """Train a GenISP through a frozen detector (:func:`reprolib.detect.freeze`, on ``device``) on a
-    :class:`RawNODInputs` by the paper's recipe: Adam ``lr``, ×0.1 after a third and two thirds of the epochs,
-    :func:`augment`; loss logged once per epoch; resumable (only with the same settings and frozen detector).
-    Returns ``(model in eval mode, History)``."""
+    """Train a GenISP on a :class:`RawNODInputs` through a frozen detector (on ``device``) by the
+    paper's recipe (Adam ``lr``, ×0.1 after 1/3 and 2/3 of the epochs, :func:`augment`), loss logged
+    per epoch, resumable only with the same settings and detector. Returns ``(eval-mode model,
+    History)``."""
     if not detect.is_frozen(detector):
         raise ValueError("the detector must be frozen first (reprolib.detect.freeze)")
     torch.manual_seed(seed)

@@ -1,8 +1,6 @@
-"""Lamba & Mitra, "Restoring Extremely Dark Images in Real Time" (CVPR 2021): ``notebooks/lle_rdb.ipynb`` (RDB vs
-RDB*, blocks) and ``notebooks/lle_loss.ipynb`` (losses). Data: SID's pipeline in :data:`~reprolib.data.LLE_INPUT` as
-the official code (``train_test_ours/common_classes.py``): the mosaic times the exposure ratio, not capped (the
-authors' list has ×100 and ×300; our 0.033 s frames of 10 s scenes get ×303) nor clipped. Training: the official
-loop (Adam, batch 8, 512² crops, ×0.1 step, L1 + 0.2·(1 − MS-SSIM)), SID's sampling."""
+"""Lamba & Mitra's ablations: ``notebooks/lle_rdb.ipynb`` (blocks) and ``lle_loss.ipynb`` (losses),
+on SID's data in :data:`~reprolib.data.LLE_INPUT`: the ratio is not capped (the authors' list has
+×100 and ×300; our 0.033 s frames of 10 s scenes get ×303)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -35,9 +33,8 @@ def variant_label(name: str) -> str:
 
 
 def train_config(P: dict) -> train.TrainConfig:
-    """The optimisation settings in steps. Official: 1M iterations, Adam 1e-4, ×0.1 at 500k, no
-    gradient clipping; ``mini`` clips the norm at 0.1, as at its 20× higher rate a few early steps
-    otherwise push most outputs out of ``[0, 1]``, where the network's clamp passes no gradient."""
+    """The optimisation settings in steps: ``steps``, Adam ``lr`` ×0.1 at ``lr_drop``, gradient
+    norm clipped at ``grad_clip`` (0: none), validation every ``eval_every`` steps."""
     milestones = (P["lr_drop"],) if 0 < P["lr_drop"] < P["steps"] else ()
     log_every = max(1, min(100, P["steps"] // 20))
     return train.TrainConfig(steps=P["steps"], lr=P["lr"], milestones=milestones, gamma=0.1,
@@ -130,10 +127,9 @@ def _names_check(known) -> callable:
         (f"unknown {n!r}; known: {', '.join(known)}" for n in study.parse_names(value) if n not in known), None)
 
 
-#: the training rows both notebooks share (their common run is one checkpoint). Why ``mini`` (sid-sony-mini, RDB* ×3,
-#: traditional 17.16 dB): 150 steps of 4 crops at 1e-3/2e-3/3e-3 gave 18.8/19.4/19.5 dB, 300 of 2 at 2e-3 19.5–19.7;
-#: unclipped, SSIM alone left the clamp's range (4.8 dB), clipped at 0.1 it gave 17.6 (others unhurt); 260 steps
-#: (SSIM 17.62 dB; 17.65 at 300) fit eight minutes on 2 cores.
+#: the training rows both notebooks share. ``mini`` trials (RDB* ×3; traditional 17.16 dB): 150
+#: steps of 4 crops at 1e-3/2e-3/3e-3 gave 18.8/19.4/19.5 dB, 300 of 2 at 2e-3 19.5–19.7; clipped,
+#: SSIM alone gave 17.6 (unclipped 4.8); 260 steps (SSIM 17.62; 17.65 at 300) fit 8 min on 2 cores.
 TRAINING_ROWS = (
     *study.common_parameters("SID folder (Sony/, Sony_*_list.txt)"),
     ("steps", 2, 260, 1_000_000, "training iterations", study.positive),
@@ -159,13 +155,11 @@ PARAMETERS_RDB = study.parameter_table(
      f"comma-separated, of {', '.join(VARIANTS)}", _names_check(VARIANTS)),
     ("loss", "l1_ms_ssim", "l1_ms_ssim", "l1_ms_ssim", "training loss", tuple(LOSS_LABELS)),
     ("latency_frame", "256x384", "1024x1536", "2848x4256", "H x W mosaic pixels of the timing", study.frames_check),
-    ("latency_rounds", 1, 2, 5, "timed rounds per variant (interleaved)", study.positive),
-)
+    ("latency_rounds", 1, 2, 5, "timed rounds per variant (interleaved)", study.positive))
 #: parameters of ``notebooks/lle_loss.ipynb``
 PARAMETERS_LOSS = study.parameter_table(
     *TRAINING_ROWS,
     ("losses", "l1,l1_ms_ssim", *["l1,ssim,ms_ssim,l1_ms_ssim"] * 2, f"comma-separated, of {', '.join(LOSS_LABELS)}",
      _names_check(LOSS_LABELS)),
     ("variant", *[DEFAULT_VARIANT] * 3, "the network trained with every loss", tuple(VARIANTS)),
-    ("grid_crop", 128, 192, 512, "side of the test crops shown per loss", study.positive),
-)
+    ("grid_crop", 128, 192, 512, "side of the test crops shown per loss", study.positive))

@@ -1,8 +1,5 @@
-"""The PyNET study (``notebooks/pynet.ipynb``): "Replacing Mobile Camera ISP with a Single Deep Learning
-Model" (Ignatov, Van Gool, Timofte, CVPR Workshops 2020), as the official aiff22/PyNET-PyTorch code: data
-as :mod:`reprolib.data.zurich` reads them; levels 5 → 0 trained in turn, each from the previous level's
-weights with a new Adam, losses :func:`reprolib.losses.pynet_loss`; evaluation per test patch (batch 1)
-with :func:`reprolib.metrics.psnr_official` and :func:`reprolib.metrics.ms_ssim_official`, averaged."""
+"""The PyNET study (``notebooks/pynet.ipynb``), as the official aiff22/PyNET-PyTorch code: levels
+5 → 0 trained in turn, evaluation per test patch (batch 1) with the official metrics, averaged."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -18,8 +15,7 @@ from .losses import CONTENT_LOSSES, content_network, pynet_loss
 from .metrics import ms_ssim_official, psnr_official
 from .models.pynet import LEVELS, PyNET
 
-#: the P20's 10-bit black and white levels, assumed by the naive rendering only (the official
-#: pipeline never subtracts a black level: the network absorbs it)
+#: the P20's 10-bit black and white levels, assumed by the naive rendering only
 ZURICH_BLACK_LEVEL, ZURICH_WHITE_LEVEL = 64, 1023
 #: the small synthetic set of the smoke profile (``data.prepare('zurich-mini', params=...)``)
 SMOKE_DATA = {"n_train": 16, "n_test": 3}
@@ -39,9 +35,7 @@ def _six_positive(v) -> str | None:
     return None if ok else "must be six positive integers, for levels 5, 4, 3, 2, 1, 0"
 
 
-#: parameters of ``notebooks/pynet.ipynb``; ``full``: the official settings (README commands,
-#: ``utils.py``). ``mini``: a quarter-width network, a few hundred steps a level at a higher learning
-#: rate, no content term (no ImageNet VGG-19 offline): minutes on a CPU
+#: parameters of ``notebooks/pynet.ipynb`` (``full``: the official README commands and ``utils.py``)
 PARAMETERS = study.parameter_table(
     *study.common_parameters("Zurich RAW-to-RGB folder (train/, test/)"),
     ("width", 0.125, 0.25, 1.0, "channel-width multiplier of PyNET (1.0 = the published network)", study.positive),
@@ -56,8 +50,7 @@ PARAMETERS = study.parameter_table(
     ("ablation", ["none", "vgg19-random"], [], [], "content terms compared at level 1 (empty: no comparison)",
      lambda v: None if set(v) <= set(CONTENT_LOSSES[1:]) else f"entries must be among {CONTENT_LOSSES[1:]}"),
     ("eval_patches", 2, 8, 0, "test patches of the per-level PSNR in training (0: all)", study.non_negative),
-    ("grid", 2, 4, 6, "test patches in the image grid", study.positive),
-)
+    ("grid", 2, 4, 6, "test patches in the image grid", study.positive))
 
 
 def vgg_weights(P: dict) -> Path | None:
@@ -71,10 +64,9 @@ def vgg_weights(P: dict) -> Path | None:
 
 def naive_rendering(packed: torch.Tensor, black_level: float = ZURICH_BLACK_LEVEL,
                     white_level: float = ZURICH_WHITE_LEVEL, gamma: float = 2.2) -> torch.Tensor:
-    """The simplest rendering of ``packed`` (``float32`` B×4×h×w from :func:`reprolib.data.pack_zurich`,
-    digital numbers / 1020), the baseline PyNET has to beat: black level subtracted, range normalised; R,
-    the mean of the greens, B from their slice positions; gray-world white balance per image; bilinear ×2
-    upsampling; gamma ``1/gamma``; clipped. Returns ``float32`` B×3×2h×2w sRGB-like in ``[0, 1]``."""
+    """The baseline rendering of ``packed`` (``float32`` B×4×h×w, :func:`reprolib.data.pack_zurich`:
+    digital numbers / 1020): levels normalised, gray-world white balance per image, bilinear ×2,
+    gamma ``1/gamma``. Returns ``float32`` B×3×2h×2w sRGB-like in ``[0, 1]``."""
     x = (packed * RAW_SCALE - black_level).clamp(min=0) / (white_level - black_level)
     blue, green_r, red, green_b = x.unbind(1)
     green = (green_r + green_b) / 2
@@ -99,9 +91,7 @@ def level_plan(P: dict, n_train: int) -> dict[int, dict]:
 
 
 def level_checkpoint(P: dict, plan: dict, level: int, data_fingerprint: str, ablation: str | None = None):
-    """``(path, key digest)`` of the shared checkpoint (:func:`reprolib.study.shared_checkpoint`) of
-    ``level``, keyed by what changes its weights and curves: width, seed, data, content term, learning
-    rate, per-level test patches, the steps and batch of this level and every coarser one.
+    """``(path, key digest)`` of ``level``'s checkpoint (:func:`reprolib.study.shared_checkpoint`);
     ``ablation``: level 1 trained with that content term from the chain's level-2 weights."""
     key = {"width": P["width"], "seed": P["seed"], "data": data_fingerprint, "lr": P["lr"],
            "content": P["content_loss"], "eval_patches": P["eval_patches"], "ablation": ablation,
@@ -112,9 +102,8 @@ def level_checkpoint(P: dict, plan: dict, level: int, data_fingerprint: str, abl
 def train_level(model: PyNET, level: int, train_set: ZurichRawToRGB, test_set: ZurichRawToRGB | None, P: dict,
                 plan: dict, content: torch.nn.Module | None, checkpoint: tuple[Path, str] | None,
                 desc: str | None = None) -> train.History:
-    """Train ``level`` of ``model`` from its current weights with a new Adam (as the official script),
-    ``plan[level]`` steps and batch, targets at the level's size; at the end the level's test PSNR
-    (:func:`evaluate` on the first ``P["eval_patches"]`` test patches) is logged as ``test_psnr``.
+    """Train ``level`` of ``model`` from its current weights with a new Adam for ``plan[level]``
+    steps and batch, then log ``test_psnr`` (:func:`evaluate`, first ``P["eval_patches"]`` patches).
     ``checkpoint``: ``(path, key)`` from :func:`level_checkpoint` (resumed when its key matches)."""
     model.set_level(level)
     train_set.set_level(level)
@@ -136,9 +125,8 @@ def train_level(model: PyNET, level: int, train_set: ZurichRawToRGB, test_set: Z
 
 def train_levels(model: PyNET, train_set: ZurichRawToRGB, test_set: ZurichRawToRGB, P: dict,
                  content: torch.nn.Module | None, data_fingerprint: str) -> dict[int, train.History]:
-    """Train PyNET coarse to fine, levels 5 → 0, each from the previous level's weights; each level
-    checkpoints (:func:`level_checkpoint`): changing a coarser level retrains every finer one, a
-    finished chain is reloaded. Returns ``{level: History}`` in training order."""
+    """Train PyNET levels 5 → 0, each from the previous level's weights and checkpointed
+    (:func:`level_checkpoint`). Returns ``{level: History}`` in training order."""
     plan = level_plan(P, len(train_set))
     return {level: train_level(model, level, train_set, test_set, P, plan, content,
                                level_checkpoint(P, plan, level, data_fingerprint)) for level in LEVELS}
@@ -153,8 +141,7 @@ def evaluate(model, dataset: ZurichRawToRGB, level: int = 0, ms_ssim: bool = Tru
     net = isinstance(model, PyNET)
     if net:
         was_training, old_level = model.training, model.level
-        model.eval()
-        model.set_level(level)
+        model.eval().set_level(level)
     rows = []
     with torch.no_grad():
         for i in range(min(limit, len(dataset)) if limit else len(dataset)):
@@ -165,8 +152,7 @@ def evaluate(model, dataset: ZurichRawToRGB, level: int = 0, ms_ssim: bool = Tru
                 if min(y.shape[-2:]) >= 176:
                     rows[-1]["ms_ssim_torchmetrics"] = float(metrics.ms_ssim(out, y))
     if net:
-        model.set_level(old_level)
-        model.train(was_training)
+        model.train(was_training).set_level(old_level)
     return pd.DataFrame(rows)
 
 
@@ -195,10 +181,10 @@ def gradient_ratio(pred: torch.Tensor, target: torch.Tensor) -> float:
 
 def content_ablation(train_set: ZurichRawToRGB, test_set: ZurichRawToRGB, P: dict, histories: dict,
                      data_fingerprint: str) -> tuple[pd.DataFrame, dict]:
-    """Level 1 trained from the chain's level-2 weights once per content term of ``P["ablation"]``
-    (same steps and data; the chain's own level 1 is the arm ``P["content_loss"]``), evaluated at
-    level 1 on the test set. Returns a table indexed by content term (``PSNR``, official ``MS-SSIM``,
-    mean :func:`gradient_ratio`, ``final training loss``) and the new runs' histories."""
+    """Level 1 trained from the chain's level-2 weights per content term of ``P["ablation"]`` (the
+    chain's own level 1 is the arm ``P["content_loss"]``), tested at level 1: a table by content
+    term (``PSNR``, official ``MS-SSIM``, mean :func:`gradient_ratio`, ``final training loss``) and
+    the new runs' histories."""
     plan = level_plan(P, len(train_set))
     states = {lv: train.load_checkpoint(level_checkpoint(P, plan, lv, data_fingerprint)[0]) for lv in (2, 1)}
     if any(s is None for s in states.values()):

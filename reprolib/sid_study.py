@@ -1,10 +1,5 @@
-"""The SID study: "Learning to See in the Dark" (Chen, Chen, Xu, Koltun, CVPR 2018), and its BatchNorm ablation.
-
-What is SID's own: the parameter table (the paper's training beside the miniature), the training of
-the U-Net on :class:`reprolib.data.SIDTrainingPatches` with one shared checkpoint, and the test crops
-of the figure. The data pipeline is :mod:`reprolib.data.sid`, the evaluation :mod:`reprolib.evaluate`.
-Used by ``notebooks/sid.ipynb`` and ``notebooks/sid_batchnorm.ipynb``.
-"""
+"""The SID study (``notebooks/sid.ipynb``) and its BatchNorm ablation (``sid_batchnorm.ipynb``):
+parameters, U-Net training with one shared checkpoint, the ablation's chart."""
 from __future__ import annotations
 
 import math
@@ -27,12 +22,9 @@ def _patch_check(v: int) -> str | None:
     return None if v >= 16 and v % 16 == 0 else "must be a positive multiple of 16 (packed pixels)"
 
 
-#: parameters of ``notebooks/sid.ipynb``. ``full``: the official training (no gradient clipping). ``mini``, a
-#: CPU budget: 22 epochs × 24 scenes = 528 steps on 64×64 packed crops, Adam 1e-3 → 1e-4 at epoch 18 (ten times
-#: the paper's rate), the gradient norm clipped at 0.1. Trials on ``sid-sony-mini`` (test PSNR; traditional
-#: 17.16 dB): unclipped, 40 / 30 / 26 epochs at 1e-3 gave 21.06 / 20.59 / 20.02 dB, 3e-4 ended 1.5 dB lower,
-#: 2e-3 diverged; clipped, 26 epochs gave 20.76 dB at 1e-3 (20.70 at 2e-3), 22 epochs 20.41 (19.86 at 2e-3,
-#: where the BatchNorm variants trained erratically).
+#: parameters of ``notebooks/sid.ipynb``. ``mini`` trials (test PSNR; traditional 17.16 dB):
+#: unclipped, 40/30/26 epochs at 1e-3 gave 21.06/20.59/20.02 dB, 3e-4 1.5 dB less, 2e-3 diverged;
+#: clipped, 26 epochs 20.76 (2e-3: 20.70), 22 epochs 20.41 (2e-3: 19.86, BatchNorm erratic).
 PARAMETERS = study.parameter_table(
     *study.common_parameters("SID folder (Sony/, Sony_*_list.txt)"),
     ("epochs", 1, 22, 4000, "epochs (one epoch = one crop per training scene)", study.positive),
@@ -47,17 +39,14 @@ PARAMETERS = study.parameter_table(
     ("eval_every", 0, 5, 500, "validation PSNR every this many epochs (0: only at the end)", study.non_negative),
     ("tile", None, None, 512, "evaluate in tiles of this many packed pixels (None: whole images)", _patch_check),
     ("norm", "none", "none", "none", "BatchNorm variant of the U-Net (none = the official network)",
-     ("none", "single", "double")),
-)
-#: parameters of ``notebooks/sid_batchnorm.ipynb``: ``sid.ipynb``'s budget, so that its ``norm='none'`` network
-#: is ``sid.ipynb``'s (one shared checkpoint, :func:`train_model`) and only the BatchNorm variants are trained.
+     ("none", "single", "double")))
+#: parameters of ``notebooks/sid_batchnorm.ipynb``: its ``norm='none'`` network is ``sid.ipynb``'s
 PARAMETERS_BATCHNORM = {k: v for k, v in PARAMETERS.items() if k != "norm"}
 
 
 def train_config(P: dict, steps_per_epoch: int) -> train.TrainConfig:
-    """The optimisation settings of a resolved parameter set, in steps (both SID notebooks):
-    ``epochs`` × ``steps_per_epoch`` steps, Adam at ``lr``, ×0.1 at epoch ``lr_drop`` (official:
-    1e-4 → 1e-5 at 2000 of 4000), validation every ``eval_every`` epochs, loss logged once per epoch."""
+    """The optimisation settings in steps: ``epochs`` × ``steps_per_epoch``, Adam ``lr`` ×0.1 at
+    epoch ``lr_drop``, validation every ``eval_every`` epochs, loss logged once per epoch."""
     steps = P["epochs"] * steps_per_epoch
     milestones = (P["lr_drop"] * steps_per_epoch,) if 0 < P["lr_drop"] < P["epochs"] else ()
     return train.TrainConfig(
@@ -68,11 +57,10 @@ def train_config(P: dict, steps_per_epoch: int) -> train.TrainConfig:
 
 def train_model(norm: str, P: dict, splits: dict, cache: data.DecodedCache, data_fingerprint: str,
                 desc: str | None = None) -> tuple[SIDUNet, train.History]:
-    """Build, train (or resume / reload) a SID U-Net (both SID notebooks): ``(model in eval mode on
-    P['device'], History)``. Initialised from ``seed``; L1 loss on :class:`reprolib.data.SIDTrainingPatches`
-    of the train split; validation PSNR (whole images, float) every ``eval_every`` epochs. The checkpoint,
-    :func:`reprolib.study.shared_checkpoint` (``<results>/sid_shared/<norm>-<hash>.pt``), is keyed by all
-    that changes the weights: both notebooks' official network is trained once."""
+    """Build (seeded by ``seed``), train, resume or reload a SID U-Net with BatchNorm variant
+    ``norm``: ``(model in eval mode on P['device'], History)``. L1 loss on
+    :class:`reprolib.data.SIDTrainingPatches` of the train split, validation PSNR (whole images,
+    float) every ``eval_every`` epochs, checkpoint ``<results>/sid_shared/<norm>-<hash>.pt``."""
     train.seed_everything(P["seed"])
     model = SIDUNet(norm=norm).to(P["device"])
     patches = data.SIDTrainingPatches(splits["train"], cache, P["patch"], P["seed"], batch=P["batch"],
