@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test book venv clean-book clean bench check-site chromium
+.PHONY: test book venv clean-book clean bench check-site chromium full-check
 
 venv: $(STAMP)
 
@@ -23,6 +23,11 @@ test: $(STAMP)
 
 book: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/jupyter-book build book/ --path-output . --warningiserror --keep-going
+
+# Every study notebook at profile=full on small full-resolution samples in the real data sets'
+# layouts and file names, capped (max_steps, max_images): the full-scale path, on the CPU here.
+full-check: $(STAMP)
+	$(BIN)/python scripts/full_check.py $(FULL_CHECK_ARGS)
 
 # The browser test of the rendered site (after `make book`): Debian's chromium, driven by Playwright.
 chromium:

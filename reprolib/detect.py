@@ -102,6 +102,11 @@ def coco_weights(path: str | Path | None = None) -> Path:
     """The COCO weights file: ``path`` if it is not a folder, else the manifest entry
     ``retinanet-resnet50-fpn-v2-coco`` prepared in the folder ``path`` (empty: the data cache)."""
     if path and not Path(path).is_dir():
+        if not Path(path).is_file():
+            raise data.DataMissingError(
+                f"detector_weights {Path(path).name!r}: no such file. Give the COCO state dict of torchvision's "
+                "RetinaNet ResNet-50-FPN v2, or a folder to fetch it into (`python -m reprolib data prepare "
+                "retinanet-resnet50-fpn-v2-coco --root FOLDER`), or leave it empty for the data cache")
         return Path(path)
     name = "retinanet-resnet50-fpn-v2-coco"
     return data.prepare(name, Path(path) if path else None) / data.entry(name)["layout"][0]["path"]

@@ -127,12 +127,13 @@ def evaluate(model: torch.nn.Module, pairs: Sequence[SIDPair], cache: DecodedCac
              convention: InputConvention = SID_INPUT, tile: int | None = None, overlap: int = 64,
              progress: bool = True, desc: str = "evaluate") -> pd.DataFrame:
     """One :func:`image_row` per pair: the network on whole test images in its input
-    ``convention`` (tiles of ``tile`` input pixels when given), output clamped to ``[0, 1]``."""
+    ``convention`` (tiles of ``tile`` input pixels when given), output clamped to ``[0, 1]``; the
+    metrics on the network's device (a full frame's SSIM takes 42 s and 6 GB on one CPU thread)."""
     images = SIDImages(pairs, cache, convention)
-    rows = []
+    device, rows = next(model.parameters()).device, []
     for pair in tqdm(images.pairs, desc=desc, disable=not progress, leave=False, mininterval=2.0):
         pred = infer(model, images.input(pair), tile=tile, overlap=overlap, multiple=convention.multiple)
-        rows.append(image_row(pair, pred.clamp_(0, 1), images.target(pair)))
+        rows.append(image_row(pair, pred.to(device).clamp_(0, 1), images.target(pair).to(device)))
         del pred
     return pd.DataFrame(rows)
 

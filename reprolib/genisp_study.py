@@ -41,10 +41,11 @@ PROTOCOL = evaluate.DETECTION_PROTOCOL + (" Test set: the camera GenISP never sa
                                           "goes through the same frozen detector.")
 
 PARAMETERS = study.parameter_table(
-    *study.common_parameters("RAW-NOD folder (Sony/, Nikon/, annotations)"),
+    *study.common_parameters("RAW-NOD folder (Sony/, Nikon/, annotations)"), *study.TRAINING_ROWS,
     ("detector", "mini", "mini", "full", "mini: small RetinaNet pretrained here on well-lit scenes; "
      "full: COCO RetinaNet R50-FPN v2", ("mini", "full")),
-    ("detector_weights", "", "", "", "full detector's COCO state dict (file or folder); empty = the manifest entry"),
+    ("detector_weights", "", "", "", "full detector's COCO state dict (file or folder); empty = the manifest entry",
+     {"recipe": False}),
     ("detector_steps", 10, 400, 400, "mini detector: well-lit pretraining steps (batch 8)", study.positive),
     ("detector_pool", 16, 512, 512, "mini detector: number of distinct well-lit training scenes", study.positive),
     ("detector_test_images", 4, 64, 64, "mini detector: well-lit test scenes", study.positive),
@@ -58,8 +59,7 @@ PARAMETERS = study.parameter_table(
     ("gray_world_weight", 0.0, 0.0, 0.0, "weight of the optional gray-world regulariser (0 = off)", study.non_negative),
     ("resize_min", 64, MINI_RESIZE[0], PAPER_RESIZE[0], "resize rule: short side (paper: 800)", study.positive),
     ("resize_max", 128, MINI_RESIZE[1], PAPER_RESIZE[1], "resize rule: long-side limit (paper: 1333)", study.positive),
-    ("num_workers", 0, 0, 4, "data-loading worker processes for training", study.non_negative),
-    ("grid_images", 2, 4, 4, "test images in the detection grid", study.positive))
+    ("grid_images", 2, 4, 4, "test images in the detection grid", {"check": study.positive, "recipe": False}))
 
 
 def table_rows(use_cst: bool = True, cst_matrix: str = "inverse") -> list[tuple]:
@@ -98,11 +98,12 @@ class RawNODInputs(data.RawNODDetection):
     row. Item: ``(image, target)``: ``float32`` 3×h×w; ``boxes`` in its pixels, ``size`` = (h, w)."""
 
     def __init__(self, root, camera: str, split: str, kind: str = "xyz", min_side: int = PAPER_RESIZE[0],
-                 max_side: int = PAPER_RESIZE[1], in_memory: bool = False):
+                 max_side: int = PAPER_RESIZE[1], in_memory: bool = False, limit: int | None = None):
         if kind not in INPUT_KINDS:
             raise ValueError(f"kind must be one of {sorted(INPUT_KINDS)}, got {kind!r}")
         self.camera, self.split, self.kind, self.min_side, self.max_side = camera, split, kind, min_side, max_side
-        super().__init__(*data.raw_nod_paths(root, camera, split), transform=self._transform, in_memory=in_memory)
+        super().__init__(*data.raw_nod_paths(root, camera, split), transform=self._transform, in_memory=in_memory,
+                         limit=limit)
 
     def _transform(self, frame, target):
         image = preprocess(frame, self.kind, self.min_side, self.max_side)
@@ -138,44 +139,25 @@ def augment(image: torch.Tensor, target: dict, rng: np.random.Generator):
 class StepBatches:
     """``step → (images, targets)`` for :func:`reprolib.train.train`: the batch of :func:`reprolib.train.epoch_batch`
     (stream ``genisp_epoch_order``), image ``j`` of step ``k`` augmented with ``default_rng([seed, STREAMS[
-    "genisp_augmentation"], k, j])``; with ``num_workers > 0`` ``DataLoader`` workers read the next steps' batches."""
+    "genisp_augmentation"], k, j])``: a function of the step alone, so ``train``'s DataLoader workers can read it."""
 
-    def __init__(self, dataset, batch_size: int, seed: int, steps: int, augment: bool = True, num_workers: int = 0):
+    def __init__(self, dataset, batch_size: int, seed: int, augment: bool = True):
         if len(dataset) < batch_size:
             raise ValueError(f"{len(dataset)} training images is fewer than one batch of {batch_size}")
-        self.dataset, self.batch_size, self.seed = dataset, batch_size, seed
-        self.steps, self.augment, self.num_workers = steps, augment, num_workers
+        self.dataset, self.batch_size, self.seed, self.augment = dataset, batch_size, seed, augment
         self.steps_per_epoch = len(dataset) // batch_size
-        self._iterator, self._next = None, None
 
     def indices(self, step: int) -> np.ndarray:
         """Dataset indices of the batch of ``step``."""
         return train.epoch_batch(len(self.dataset), self.batch_size, self.seed, _EPOCH_ORDER, step)
 
-    def batch(self, step: int):
-        """The batch of ``step`` (lists of 3×h×w images and targets), read in this process."""
+    def __call__(self, step: int):
+        """The batch of ``step``: lists of 3×h×w images and their targets."""
         items = [self.dataset[int(i)] for i in self.indices(step)]
         if self.augment:
             items = [augment(*item, np.random.default_rng([self.seed, _AUGMENTATION, step, j]))
                      for j, item in enumerate(items)]
         return [image for image, _ in items], [target for _, target in items]
-
-    __getitem__ = batch
-
-    def __len__(self) -> int:
-        return self.steps
-
-    def __getstate__(self):  # what the worker processes receive: no live iterator
-        return {**self.__dict__, "_iterator": None, "_next": None}
-
-    def __call__(self, step: int):
-        if self.num_workers == 0:
-            return self.batch(step)
-        if self._next != step:  # first call, or a resumed run: start the workers at this step
-            self._iterator = iter(torch.utils.data.DataLoader(self, batch_size=None, sampler=range(step, self.steps),
-                                                              num_workers=self.num_workers, prefetch_factor=2))
-        self._next = step + 1
-        return next(self._iterator)
 
 
 def genisp_loss(model: GenISP, detector, batch, gray_world_weight: float = 0.0, device: str = "cpu") -> torch.Tensor:
@@ -192,26 +174,30 @@ def genisp_loss(model: GenISP, detector, batch, gray_world_weight: float = 0.0, 
     return loss
 
 
-def train_genisp(detector, train_set, *, epochs: int, batch_size: int, lr: float = 1e-2, seed: int = 0,
-                 gray_world_weight: float = 0.0, device: str = "cpu", num_workers: int = 0, checkpoint=None,
-                 desc: str = "GenISP", progress: bool = True):
-    """Train a GenISP on a :class:`RawNODInputs` through a frozen detector (on ``device``) by the
-    paper's recipe (Adam ``lr``, ×0.1 after 1/3 and 2/3 of the epochs, :func:`augment`), loss logged
-    per epoch, resumable only with the same settings and detector. Returns ``(eval-mode model,
-    History)``."""
+def train_genisp(detector, train_set, P: dict, desc: str = "GenISP", progress: bool = True):
+    """Train a GenISP on a :class:`RawNODInputs` through a frozen detector (on ``P['device']``) by
+    the paper's recipe (``epochs``, ``batch_size``, Adam ``lr`` ×0.1 after 1/3 and 2/3 of the
+    epochs, :func:`augment`, optional ``gray_world_weight``), loss logged per epoch, checkpointed in
+    ``<results>/genisp_shared/`` under a key of everything that changes its weights (input kind,
+    camera, images, the detector's weights digest; not the device or the paths), so a run resumes
+    wherever it is started. Returns ``(eval-mode model, History)``."""
     if not detect.is_frozen(detector):
         raise ValueError("the detector must be frozen first (reprolib.detect.freeze)")
-    torch.manual_seed(seed)
-    model = GenISP().to(device)
-    per_epoch = len(train_set) // batch_size
-    batches = StepBatches(train_set, batch_size, seed, steps=epochs * per_epoch, num_workers=num_workers)
+    torch.manual_seed(P["seed"])
+    model = GenISP().to(P["device"])
+    batches = StepBatches(train_set, P["batch_size"], P["seed"])
+    per_epoch, epochs = batches.steps_per_epoch, P["epochs"]
     milestones = tuple(sorted({max(1, round(epochs / 3)) * per_epoch, max(1, round(2 * epochs / 3)) * per_epoch}))
-    cfg = train.TrainConfig(steps=epochs * per_epoch, lr=lr, milestones=milestones, log_every=per_epoch,
-                            checkpoint_every=per_epoch)
-    key = repr((cfg, train_set.kind, train_set.camera, len(train_set), batch_size, seed, gray_world_weight,
-                detect.weights_digest(detector)))
-    history = train.train(model, batches, lambda m, batch: genisp_loss(m, detector, batch, gray_world_weight, device),
-                          cfg, checkpoint=checkpoint, desc=desc, config_key=key, progress=progress)
+    cfg = train.TrainConfig(steps=study.capped(epochs * per_epoch, P["max_steps"]), lr=P["lr"], milestones=milestones,
+                            log_every=per_epoch, checkpoint_every=per_epoch, **study.checkpointing(P))
+    path, key = study.shared_checkpoint("genisp_shared", train_set.kind, {
+        "cfg": repr(cfg), "kind": train_set.kind, "camera": train_set.camera, "images": len(train_set),
+        "batch": P["batch_size"], "seed": P["seed"], "gray_world": P["gray_world_weight"],
+        "detector": detect.weights_digest(detector)})
+    history = train.train(
+        model, batches, lambda m, batch: genisp_loss(m, detector, batch, P["gray_world_weight"], P["device"]), cfg,
+        checkpoint=path, desc=desc, config_key=key, progress=progress, num_workers=P["num_workers"],
+        tensorboard=path.with_suffix(".tb"))
     return model.eval(), history
 
 
@@ -229,7 +215,7 @@ def build_detector(root, P: dict):
     of the packed, resized training images' size, ``RuntimeError`` if its well-lit AP50 < ``min_well_lit_ap50``."""
     if P["detector"] == "full":
         weights = detect.coco_weights(P["detector_weights"])
-        detector, info = detect.full_retinanet(weights, P["resize_min"], P["resize_max"]), {"weights": str(weights)}
+        detector, info = detect.full_retinanet(weights, P["resize_min"], P["resize_max"]), {"weights": weights.name}
         return detector.to(P["device"]).eval(), info
     first = data.read_raw_nod(data.raw_nod_paths(root, "Sony", "train")[1]).images[0]
     h, w = raw.retinanet_resize_shape(first.height // 2, first.width // 2, P["resize_min"], P["resize_max"])

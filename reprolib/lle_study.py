@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Sequence
 
 import pandas as pd
-import torch
 
 from . import data, efficiency, evaluate, losses, study, train
 from .models.lle import DENSE_LAYERS, SIZE_MULTIPLE, LLENet
@@ -37,9 +36,10 @@ def train_config(P: dict) -> train.TrainConfig:
     norm clipped at ``grad_clip`` (0: none), validation every ``eval_every`` steps."""
     milestones = (P["lr_drop"],) if 0 < P["lr_drop"] < P["steps"] else ()
     log_every = max(1, min(100, P["steps"] // 20))
-    return train.TrainConfig(steps=P["steps"], lr=P["lr"], milestones=milestones, gamma=0.1,
-                             grad_clip=P["grad_clip"] or None, eval_every=P["eval_every"], log_every=log_every,
-                             checkpoint_every=max(log_every, min(1000, P["steps"] // 4 or 1)))
+    return train.TrainConfig(steps=study.capped(P["steps"], P["max_steps"]), lr=P["lr"], milestones=milestones,
+                             gamma=0.1, grad_clip=P["grad_clip"] or None, eval_every=P["eval_every"],
+                             log_every=log_every, checkpoint_every=max(log_every, min(1000, P["steps"] // 4 or 1)),
+                             **study.checkpointing(P))
 
 
 def shared_checkpoint(variant: str, loss: str, P: dict, data_fingerprint: str) -> tuple[Path, str]:
@@ -47,7 +47,7 @@ def shared_checkpoint(variant: str, loss: str, P: dict, data_fingerprint: str) -
     that changes the weights or curves (:func:`reprolib.study.shared_checkpoint`): shared by both notebooks."""
     key = {"variant": VARIANTS[variant], "loss": loss, "patch": P["patch"], "batch": P["batch"],
            "seed": P["seed"], "cfg": repr(train_config(P)), "data": data_fingerprint, "burst00": P["burst00"],
-           "cap": data.LLE_INPUT.cap, "device": str(torch.device(P["device"]).type)}
+           "cap": data.LLE_INPUT.cap}
     return study.shared_checkpoint("lle_shared", f"{variant}-{loss}", key)
 
 
@@ -64,15 +64,16 @@ def train_variant(variant: str, loss: str, P: dict, splits: dict, cache: data.De
     ``seed``; batches :class:`~reprolib.data.SIDTrainingPatches` of ``splits["train"]`` in ``LLE_INPUT`` (``x``
     ``B×1×patch×patch`` in ``[0, ratio]``, ``y`` ``B×3×patch×patch`` in ``[0, 1]``); float PSNR of
     :func:`validation_pairs` (``val``, else ``test``) every ``eval_every`` steps; :func:`shared_checkpoint`."""
-    train.seed_everything(P["seed"])
+    train.seed_everything(P["seed"], P["deterministic"] is not False)
     model = LLENet(*VARIANTS[variant]).to(P["device"])
     loss_fn = losses.get_loss(loss)
     val = validation_pairs(splits["val"] or splits["test"])
     checkpoint, key = shared_checkpoint(variant, loss, P, data_fingerprint)
     patches = data.SIDTrainingPatches(splits["train"], cache, P["patch"], P["seed"], batch=P["batch"],
-                                     convention=data.LLE_INPUT, device=P["device"])
+                                     convention=data.LLE_INPUT)
     history = train.train(model, patches, lambda m, b: loss_fn(m(b[0]), b[1]), train_config(P), checkpoint=checkpoint,
-                          config_key=key, desc=desc or f"{variant_label(variant)}, {loss}", evaluate_fn=lambda m: {
+                          config_key=key, desc=desc or f"{variant_label(variant)}, {loss}", device=P["device"],
+                          num_workers=P["num_workers"], tensorboard=checkpoint.with_suffix(".tb"), evaluate_fn=lambda m: {
                               "val_psnr": float(evaluate.evaluate(m, val, cache, convention=data.LLE_INPUT,
                                                                   tile=P["tile"], progress=False)["psnr"].mean())})
     return model, history
@@ -86,11 +87,12 @@ def official_model(P: dict) -> tuple[LLENet | None, str]:
         raise data.DataMissingError(f"official_weights_path {path} does not exist")
     try:
         path = path if P["official_weights_path"] else data.prepare("lle-official-weights", download=wanted) / "weights"
-    except data.DataMissingError as error:
+    except data.DataMissingError:
         if wanted and P["profile"] == "full":
             raise
-        return None, f"official weights not available: {error}"
-    return LLENet.from_official(path).to(P["device"]), f"official weights: {path}"
+        return None, ("the authors' weights are not in the data cache: `python -m reprolib data prepare "
+                      "lle-official-weights` puts them there (3.2 MB), and the next run adds their row")
+    return LLENet.from_official(path).to(P["device"]), f"the authors' weights ({path.name})"
 
 
 def variant_costs(names: Sequence[str], frame: tuple[int, int] = efficiency.FULL_FRAME) -> pd.DataFrame:
@@ -131,7 +133,7 @@ def _names_check(known) -> callable:
 #: steps of 4 crops at 1e-3/2e-3/3e-3 gave 18.8/19.4/19.5 dB, 300 of 2 at 2e-3 19.5–19.7; clipped,
 #: SSIM alone gave 17.6 (unclipped 4.8); 260 steps (SSIM 17.62; 17.65 at 300) fit 8 min on 2 cores.
 TRAINING_ROWS = (
-    *study.common_parameters("SID folder (Sony/, Sony_*_list.txt)"),
+    *study.common_parameters("SID folder (Sony/, Sony_*_list.txt)"), *study.TRAINING_ROWS,
     ("steps", 2, 260, 1_000_000, "training iterations", study.positive),
     ("lr", 1e-4, 2e-3, 1e-4, "Adam learning rate", study.positive),
     ("lr_drop", 0, 208, 500_000, "step at which the learning rate is multiplied by 0.1 (0: never)", study.non_negative),
@@ -146,7 +148,8 @@ TRAINING_ROWS = (
      {"types": (int, None), "check": lambda v: None if v > 64 and (v - 64) % SIZE_MULTIPLE == 0 else
       f"must exceed the 64-px overlap by a multiple of {SIZE_MULTIPLE} (e.g. 1024)"}),
     ("weights", *["trained"] * 3, "'trained', or 'official': evaluate the authors' weights", ("trained", "official")),
-    ("official_weights_path", "", "", "", "a copy of the official weights file; empty: the data cache"),
+    ("official_weights_path", "", "", "", "a copy of the official weights file; empty: the data cache",
+     {"recipe": False}),
 )
 #: parameters of ``notebooks/lle_rdb.ipynb``
 PARAMETERS_RDB = study.parameter_table(
@@ -162,4 +165,4 @@ PARAMETERS_LOSS = study.parameter_table(
     ("losses", "l1,l1_ms_ssim", *["l1,ssim,ms_ssim,l1_ms_ssim"] * 2, f"comma-separated, of {', '.join(LOSS_LABELS)}",
      _names_check(LOSS_LABELS)),
     ("variant", *[DEFAULT_VARIANT] * 3, "the network trained with every loss", tuple(VARIANTS)),
-    ("grid_crop", 128, 192, 512, "side of the test crops shown per loss", study.positive))
+    ("grid_crop", 128, 192, 512, "side of the test crops shown per loss", {"check": study.positive, "recipe": False}))

@@ -84,11 +84,13 @@ class _VGGContent(torch.nn.Module):
         return self.features((x - self.mean) / self.std)
 
 
-def content_network(kind: str, weights: str | Path | None = None, seed: int = 0) -> torch.nn.Module | None:
+def content_network(kind: str, weights: str | Path | None = None, seed: int = 0,
+                    device: str | torch.device = "cpu") -> torch.nn.Module | None:
     """The frozen network of PyNET's content loss: VGG-19 up to ``relu5_4`` (the official
     ``'relu_16'``), mapping B×3×H×W in ``[0, 1]`` to B×512×H/16×W/16; None for ``kind='none'``.
     ``'vgg19-imagenet'``: weights from the file ``weights`` (torchvision's ``vgg19-dcbb9e9d.pth``);
-    ``'vgg19-random'``: torchvision's initialisation (Kaiming normal, fan-out) drawn from ``seed``.
+    ``'vgg19-random'``: torchvision's initialisation (Kaiming normal, fan-out) drawn from ``seed``;
+    on ``device`` (the training's: the loss runs it on the network's outputs).
     """
     if kind not in CONTENT_LOSSES:
         raise ValueError(f"content loss must be one of {CONTENT_LOSSES}, got {kind!r}")
@@ -110,7 +112,7 @@ def content_network(kind: str, weights: str | Path | None = None, seed: int = 0)
             if isinstance(m, torch.nn.Conv2d):
                 torch.nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu", generator=g)
                 torch.nn.init.zeros_(m.bias)
-    return _VGGContent(features, kind)
+    return _VGGContent(features, kind).to(device)
 
 
 def pynet_loss(level: int, pred: torch.Tensor, target: torch.Tensor,

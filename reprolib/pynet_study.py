@@ -37,7 +37,7 @@ def _six_positive(v) -> str | None:
 
 #: parameters of ``notebooks/pynet.ipynb`` (``full``: the official README commands and ``utils.py``)
 PARAMETERS = study.parameter_table(
-    *study.common_parameters("Zurich RAW-to-RGB folder (train/, test/)"),
+    *study.common_parameters("Zurich RAW-to-RGB folder (train/, test/)"), *study.TRAINING_ROWS,
     ("width", 0.125, 0.25, 1.0, "channel-width multiplier of PyNET (1.0 = the published network)", study.positive),
     ("steps", [2] * 6, [150, 150, 150, 150, 200, 150], None,
      "optimisation steps per level 5…0 (None: epochs × batches per epoch)", _six_positive),
@@ -46,11 +46,11 @@ PARAMETERS = study.parameter_table(
     ("batch_size", [2] * 6, [8, 8, 8, 8, 2, 2], [50, 50, 50, 50, 16, 12], "batch size per level 5…0", _six_positive),
     ("lr", 3e-3, 3e-3, 5e-5, "Adam learning rate of every level", study.positive),
     ("content_loss", "none", "none", "vgg19-imagenet", "content term of levels 3–0", CONTENT_LOSSES),
-    ("vgg_root", "", "", "", "folder holding vgg19-dcbb9e9d.pth (empty: the data cache)"),
+    ("vgg_root", "", "", "", "folder holding vgg19-dcbb9e9d.pth (empty: the data cache)", {"recipe": False}),
     ("ablation", ["none", "vgg19-random"], [], [], "content terms compared at level 1 (empty: no comparison)",
      lambda v: None if set(v) <= set(CONTENT_LOSSES[1:]) else f"entries must be among {CONTENT_LOSSES[1:]}"),
     ("eval_patches", 2, 8, 0, "test patches of the per-level PSNR in training (0: all)", study.non_negative),
-    ("grid", 2, 4, 6, "test patches in the image grid", study.positive))
+    ("grid", 2, 4, 6, "test patches in the image grid", {"check": study.positive, "recipe": False}))
 
 
 def vgg_weights(P: dict) -> Path | None:
@@ -83,9 +83,11 @@ def level_plan(P: dict, n_train: int) -> dict[int, dict]:
     plan = {}
     for i, level in enumerate(LEVELS):
         batch, epochs = int(P["batch_size"][i]), None if P.get("steps") is not None else int(P["epochs"][i])
+        if P.get("max_images"):  # a capped check: a batch is at most the capped training set
+            batch = min(batch, n_train)
         if batch > n_train:
             raise ValueError(f"batch size {batch} of level {level} exceeds the {n_train} training pairs")
-        steps = int(P["steps"][i]) if epochs is None else epochs * (n_train // batch)
+        steps = study.capped(int(P["steps"][i]) if epochs is None else epochs * (n_train // batch), P.get("max_steps"))
         plan[level] = {"steps": steps, "batch": batch, "epochs": epochs}
     return plan
 
@@ -110,17 +112,18 @@ def train_level(model: PyNET, level: int, train_set: ZurichRawToRGB, test_set: Z
     steps, batch, seed, device = plan[level]["steps"], plan[level]["batch"], P["seed"], P["device"]
 
     def batch_fn(step):
-        x, y = train_set.batch(train.epoch_batch(len(train_set), batch, seed, level, step))
-        return x.to(device), y.to(device)
+        return train_set.batch(train.epoch_batch(len(train_set), batch, seed, level, step))
 
     def evaluate_fn(m):
         return {"test_psnr": float(evaluate(m, test_set, level, False, device, P["eval_patches"])["psnr"].mean())}
 
     cfg = train.TrainConfig(steps=steps, lr=P["lr"], log_every=max(1, min(10, steps // 10)),
-                            checkpoint_every=max(1, min(200, steps)))
+                            checkpoint_every=max(1, min(max(200, steps // 100), steps)), **study.checkpointing(P))
     return train.train(model, batch_fn, lambda m, b: pynet_loss(level, m(b[0]), b[1], content), cfg,
                        checkpoint=checkpoint and checkpoint[0], config_key=checkpoint and checkpoint[1],
-                       evaluate_fn=evaluate_fn if test_set is not None else None, desc=desc or f"PyNET level {level}")
+                       evaluate_fn=evaluate_fn if test_set is not None else None, desc=desc or f"PyNET level {level}",
+                       device=device, num_workers=P["num_workers"],
+                       tensorboard=checkpoint and checkpoint[0].with_suffix(".tb"))
 
 
 def train_levels(model: PyNET, train_set: ZurichRawToRGB, test_set: ZurichRawToRGB, P: dict,
@@ -196,7 +199,8 @@ def content_ablation(train_set: ZurichRawToRGB, test_set: ZurichRawToRGB, P: dic
         if kind != P["content_loss"]:
             arms[kind] = PyNET(level=1, width=P["width"]).to(P["device"])
             arms[kind].load_state_dict(states[2]["model"])
-            new[kind] = train_level(arms[kind], 1, train_set, test_set, P, plan, content_network(kind, seed=P["seed"]),
+            content = content_network(kind, seed=P["seed"], device=P["device"])
+            new[kind] = train_level(arms[kind], 1, train_set, test_set, P, plan, content,
                                     level_checkpoint(P, plan, 1, data_fingerprint, kind), f"level 1, content {kind}")
     rows = {}
     for kind, arm in arms.items():

@@ -12,10 +12,11 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from .published import PUBLISHED_FILE, published, published_table, published_value  # noqa: F401 (the notebooks' entry)
+from .study import variant
 
 __all__ = ["published", "published_value", "published_table", "CLAIMS", "VERDICTS", "claim",
-           "claims_table", "latest_records", "scoreboard", "style_scoreboard", "headline",
-           "comparable", "comparable_figure", "runs_table", "readme_summary", "update_readme"]
+           "claims_table", "latest_records", "record_variant", "RESULTS", "scoreboard", "style_scoreboard", "headline",
+           "comparable", "comparable_figure", "runs_table", "other_runs", "readme_summary", "update_readme"]
 
 # --------------------------------------------------------------------------- claims
 
@@ -78,14 +79,32 @@ STUDY_TITLES = {"sid": "SID (Chen et al. 2018)", "sid_batchnorm": "SID BatchNorm
 
 #: the profiles the book reports (``smoke`` runs are tests, never shown)
 SCALES = ("mini", "full")
+#: the results the book shows: column → (profile, variant) of its records. Our numbers are the
+#: profiles' own recipes; any other record (``debug``, ``smoke``…) is only on the runs page (:func:`other_runs`)
+RESULTS = {"mini": ("mini", "miniature"), "full": ("full", "paper"),
+           "authors' weights (full)": ("full", "official-weights")}
+#: the scoreboard's columns of :data:`RESULTS`
+OURS = {c: f"ours ({c})" if c in SCALES else c for c in RESULTS}
 
 
-def latest_records(records: list[dict]) -> list[dict]:
-    """The newest record per (study, profile, notebook): what the book shows as current."""
+def record_variant(r: dict) -> str:
+    """The record's ``variant``, computed for records written before it was stored."""
+    return r.get("variant") or variant(r.get("parameters") or {"profile": r.get("profile")}, r.get("overridden", []))
+
+
+def _column(r: dict) -> str | None:
+    return next((c for c, pv in RESULTS.items() if pv == (r.get("profile"), record_variant(r))), None)
+
+
+def latest_records(records: list[dict], columns: Sequence[str] | None = None) -> list[dict]:
+    """The book's one selection rule (scoreboard, claims table, headline, README, figure): the newest
+    record (``started_at``) per (study, notebook, profile, variant); with ``columns`` (keys of
+    :data:`RESULTS`), only those results — so a ``debug`` run never replaces a ``paper`` one."""
+    wanted = {RESULTS[c] for c in columns} if columns is not None else None
     best: dict = {}
     for r in records:
-        k = (r.get("study"), r.get("profile"), r.get("notebook"))
-        if k not in best or r.get("started_at", "") > best[k].get("started_at", ""):
+        k = (r.get("study"), r.get("notebook"), r.get("profile"), record_variant(r))
+        if (wanted is None or k[2:] in wanted) and (k not in best or r.get("started_at", "") > best[k].get("started_at", "")):
             best[k] = r
     return sorted(best.values(), key=lambda r: (r.get("study", ""), r.get("profile", "")))
 
@@ -96,49 +115,47 @@ def _fmt(v) -> str:
     return "not available" if v is None else str(v)
 
 
-def claims_table(records: list[dict]) -> pd.DataFrame:
+def claims_table(records: list[dict], columns: Sequence[str] = SCALES) -> pd.DataFrame:
     """The front page's claims table, one row per claim of :data:`CLAIMS` with the verdicts of the
-    :func:`latest_records`: ``claim``; ``verdict (mini)``, ``verdict (full)`` (e.g.
-    ``"holds (1 seed)"``, ``"within noise (3 seeds, stale)"``, ``"not testable here"``,
-    ``"not run"``); ``measured`` (``"<measure>: <value> (<scale>)"``); ``evidence``
-    (``notebooks/<study>``)."""
-    found = {(c.get("claim"), rec.get("profile")): (rec, c)  # the newest record wins
-             for rec in sorted(latest_records(records), key=lambda r: r.get("started_at", ""))
+    :func:`latest_records` of ``columns`` (keys of :data:`RESULTS`; default our runs at mini and full):
+    ``claim``; ``verdict (<column>)`` (e.g. ``"holds (1 seed)"``, ``"within noise (3 seeds, stale)"``,
+    ``"not testable here"``, ``"not run"``); ``measured`` (``"<measure>: <value> (<column>)"``);
+    ``evidence`` (``notebooks/<study>``)."""
+    found = {(c.get("claim"), _column(rec)): (rec, c)  # the newest record wins
+             for rec in sorted(latest_records(records, columns), key=lambda r: r.get("started_at", ""))
              for c in rec.get("claims") or []}
     rows = []
     for claim_id, (study_name, text) in CLAIMS.items():
         row, measured = {"claim": text}, []
-        for scale in SCALES:
-            rec, c = found.get((claim_id, scale), (None, None))
+        for col in columns:
+            rec, c = found.get((claim_id, col), (None, None))
             if c is None:
-                row[f"verdict ({scale})"] = "not run"
+                row[f"verdict ({col})"] = "not run"
                 continue
             n = int(c.get("seeds") or 1)
             notes = [] if c["verdict"] == "not testable here" else [f"{n} seed{'s' if n != 1 else ''}"]
             notes += ["stale"] if rec.get("stale") else []
-            row[f"verdict ({scale})"] = c["verdict"] + (f" ({', '.join(notes)})" if notes else "")
+            row[f"verdict ({col})"] = c["verdict"] + (f" ({', '.join(notes)})" if notes else "")
             if c.get("value") is not None:
-                measured.append(f"{c.get('measure', '')}: {_fmt(c['value'])} ({scale})")
+                measured.append(f"{c.get('measure', '')}: {_fmt(c['value'])} ({col})")
         rows.append({**row, "measured": "; ".join(measured), "evidence": f"notebooks/{study_name}"})
-    return pd.DataFrame(rows, columns=["claim", *[f"verdict ({s})" for s in SCALES], "measured", "evidence"])
+    return pd.DataFrame(rows, columns=["claim", *[f"verdict ({c})" for c in columns], "measured", "evidence"])
 
 
 def scoreboard(records: list[dict]) -> pd.DataFrame:
-    """Every reproduced number (keyed ``metrics`` rows of the :func:`latest_records`) next to
-    ``published.yaml``: study, metric, model, paper, public reproductions, ours (mini), ours (full),
-    delta vs paper (``full`` only), scale, stale, key. Numbers are floats or None."""
+    """Every reproduced number (keyed ``metrics`` rows of the :func:`latest_records` of :data:`RESULTS`)
+    next to ``published.yaml``: study, metric, model, paper, public reproductions, ours (mini), ours
+    (full), authors' weights (full), delta vs paper (ours at ``full`` only), scale (of ``ours``:
+    ``"full"``, ``"mini"``, or ``""``), stale, key. Numbers are floats or None."""
     rows: dict = {}
-    for rec in latest_records(records):
-        scale = rec.get("profile")
-        if scale not in SCALES:
-            continue
+    for rec in latest_records(records, RESULTS):
         for m in rec.get("metrics", []):
             key = m.get("key")
             if not key or m.get("value") is None or m.get("scoreboard") is False:
                 continue
             row = rows.setdefault((rec["study"], key, m.get("model", "")), {
-                "metric": m.get("metric", ""), "ours (mini)": None, "ours (full)": None, "stale": False})
-            row[f"ours ({scale})"] = float(m["value"])
+                "metric": m.get("metric", ""), **dict.fromkeys(OURS.values()), "stale": False})
+            row[OURS[_column(rec)]] = float(m["value"])
             row["stale"] = row["stale"] or bool(rec.get("stale"))
     out = []
     for (study_name, key, model), row in rows.items():
@@ -150,19 +167,20 @@ def scoreboard(records: list[dict]) -> pd.DataFrame:
             "study": STUDY_TITLES.get(study_name, study_name), "metric": row["metric"], "model": model,
             "paper": paper_value, "paper source": paper[0]["source"] if paper else "",
             "public reproductions": "; ".join(f"{_fmt(p['value'])} ({p['model']})" for p in repro),
-            "ours (mini)": row["ours (mini)"], "ours (full)": full,
+            **{c: row[c] for c in OURS.values()},
             "delta vs paper": full - paper_value if full is not None and paper_value is not None else None,
-            "scale": "full" if full is not None else "mini", "stale": row["stale"], "key": key,
+            "scale": "full" if full is not None else "mini" if row["ours (mini)"] is not None else "",
+            "stale": row["stale"], "key": key,
         })
-    cols = ["study", "metric", "model", "paper", "paper source", "public reproductions", "ours (mini)",
-            "ours (full)", "delta vs paper", "scale", "stale", "key"]
+    cols = ["study", "metric", "model", "paper", "paper source", "public reproductions", *OURS.values(),
+            "delta vs paper", "scale", "stale", "key"]
     return pd.DataFrame(out, columns=cols)
 
 
 def style_scoreboard(table: pd.DataFrame) -> pd.DataFrame:
     """:func:`scoreboard` to show: numbers formatted, missing values spelled out, stale flagged."""
     view = table.drop(columns=["key"]).copy()
-    for c in ("paper", "ours (mini)", "ours (full)", "delta vs paper"):
+    for c in ("paper", *OURS.values(), "delta vs paper"):
         view[c] = [(_fmt(v) if v is not None and v == v else ("not available" if c == "paper" else ""))
                    for v in table[c]]
     view["stale"] = ["STALE: computed with older code" if s else "" for s in table["stale"]]
@@ -206,13 +224,15 @@ def comparable_figure(table: pd.DataFrame):
 
 
 def runs_table(records: list[dict]) -> pd.DataFrame:
-    """Compute and environment per run (the runs page): device, threads, wall time, versions,
-    fingerprints, staleness."""
+    """Compute and environment per run (the runs page): variant and what was overridden, device,
+    threads, wall time, versions, fingerprints, staleness."""
     rows = []
     for r in sorted(records, key=lambda r: (r.get("study", ""), r.get("started_at", ""))):
         env, data, code = r.get("environment", {}), r.get("dataset", {}), r.get("code", {})
         rows.append({
             "study": r.get("study"), "notebook": r.get("notebook"), "profile": r.get("profile"),
+            "variant": record_variant(r), "overridden": ", ".join(f"{n}={r.get('parameters', {}).get(n)!r}"
+                                                            for n in r.get("overridden", [])),
             "run": r.get("run_id"), "started (UTC)": r.get("started_at"), "wall time (s)": r.get("wall_time_s"),
             "device": r.get("parameters", {}).get("device", ""), "threads": env.get("torch_threads"),
             "cpus": env.get("cpu_count"), "python": env.get("python"), "torch": env.get("packages", {}).get("torch"),
@@ -220,6 +240,14 @@ def runs_table(records: list[dict]) -> pd.DataFrame:
             "reprolib": code.get("library"), "git commit": (code.get("git_commit") or "")[:10],
             "stale": r.get("stale")})
     return pd.DataFrame(rows)
+
+
+def other_runs(records: list[dict]) -> pd.DataFrame:
+    """The runs page's "other runs: not results": the :func:`runs_table` rows of the records at mini
+    or full that are no column of :data:`RESULTS` (``debug`` runs; the authors' weights at mini)."""
+    others = [r for r in records if r.get("profile") in SCALES and _column(r) is None]
+    return runs_table(others).reindex(columns=["study", "notebook", "profile", "variant", "overridden",
+                                               "started (UTC)", "run", "stale"])
 
 
 # --------------------------------------------------------------------------- headline numbers
@@ -242,12 +270,13 @@ def headline(records: list[dict], keys: Sequence[str] = HEADLINE_KEYS) -> pd.Dat
 def readme_summary(records: list[dict], keys: Sequence[str] = HEADLINE_KEYS) -> str:
     """A short Markdown table of the headline numbers (:func:`headline`) for the README."""
     table = headline(records, keys)
-    runs = sorted({r.get("started_at", "")[:10] for r in latest_records(records) if r.get("profile") in SCALES} - {""})
-    columns = ["study", "metric", "model", "paper", "public reproductions", "ours (mini)", "ours (full)"]
+    runs = sorted({r.get("started_at", "")[:10] for r in latest_records(records, RESULTS)} - {""})
+    columns = ["study", "metric", "model", "paper", "public reproductions", "ours (mini)", "ours (full)",
+               *(["authors' weights (full)"] if table["authors' weights (full)"].notna().any() else [])]
     lines = ["| " + " | ".join(columns) + " |", "|---" * len(columns) + "|"]
     for (_, r), stale in zip(style_scoreboard(table).iterrows(), table["stale"]):
         cells = [str(r[c]) for c in columns]
-        cells[5] += " (stale)" if stale else ""
+        cells[5:] = [c + (" (stale)" if stale and c else "") for c in cells[5:]]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     when = f"runs of {runs[0]}" + (f" to {runs[-1]}" if runs[-1] != runs[0] else "") if runs else "no runs yet"
     lines += ["", f"*{len(table)} of the scoreboard's numbers ({when}); mini = synthetic data on a CPU, "

@@ -2,8 +2,8 @@
 
 :func:`start` validates the literals of the ``parameters`` cell and fills the profile's defaults
 (``smoke`` / ``mini`` / ``full``; a value given explicitly overrides its profile);
-:func:`write_record` stores parameters, data, code and environment fingerprints, wall time,
-metrics, curves and figures in ``results/<study>/<run-id>/record.json``.
+:func:`write_record` stores parameters, the run's :func:`variant`, data, code (as the run started) and
+environment fingerprints, wall time, metrics, curves and figures in ``results/<study>/<run-id>/record.json``.
 """
 from __future__ import annotations
 
@@ -32,9 +32,12 @@ from .train import seed_everything
 __all__ = ["Parameter", "resolve_parameters", "parameters_from_namespace", "Run", "write_record",
            "code_fingerprint", "repo_root", "results_dir", "shared_checkpoint", "load_records",
            "is_stale", "PROFILES", "parameter_table", "common_parameters", "parameter_frame",
-           "start", "parse_names", "parse_frames", "frames_check"]
+           "start", "parse_names", "parse_frames", "frames_check", "variant", "RECIPES", "TRAINING_ROWS", "capped",
+           "checkpointing"]
 
 PROFILES = ("smoke", "mini", "full")
+#: each profile's own recipe: the :func:`variant` of a run that changes none of its recipe parameters
+RECIPES = {"smoke": "smoke", "mini": "miniature", "full": "paper"}
 
 # Names IPython / ipykernel put into a notebook's namespace before the first cell runs.
 _KERNEL_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}
@@ -49,6 +52,9 @@ class Parameter:
         profiles: profile name → value, taken when the notebook's value is ``None``.
         choices: allowed values, if categorical. check: value → error message or ``None``.
         help: one line for the error messages and the book.
+        recipe: whether the value changes what is trained or evaluated (epochs, crops, learning
+            rate, data subsets, caps…); ``False`` for where and how it runs (paths, device, seed,
+            workers, checkpointing). Overriding a recipe parameter makes a run ``"debug"`` (:func:`variant`).
     """
 
     types: tuple
@@ -56,6 +62,7 @@ class Parameter:
     choices: tuple | None = None
     check: Callable[[Any], str | None] | None = None
     help: str = ""
+    recipe: bool = True
 
 
 def parameters_from_namespace(namespace: dict) -> dict:
@@ -104,7 +111,10 @@ def resolve_parameters(study: str, given: dict, spec: dict[str, Parameter]) -> d
         elif float in ok_types and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)  # papermill passes 1e-3 as a float but 1 as an int
         elif not isinstance(value, ok_types):
-            errors.append(f"{name} must be {_type_names(p.types)}, got {type(value).__name__} {value!r}")
+            hint = (f"; papermill's -p passes text: give a list in YAML with -y \"{name}: {value}\""
+                    if isinstance(value, str) and value.lstrip()[:1] in "[{" and {list, tuple, dict} & set(ok_types)
+                    else "")
+            errors.append(f"{name} must be {_type_names(p.types)}, got {type(value).__name__} {value!r}{hint}")
             continue
         if p.choices is not None and value not in p.choices:
             errors.append(f"{name} must be one of {p.choices}, got {value!r}")
@@ -215,15 +225,67 @@ def parameter_table(*rows) -> dict[str, Parameter]:
 
 
 def common_parameters(data_help: str, device_choices: tuple | None = None) -> tuple:
-    """The rows every study has: ``data_root``, ``device``, ``seed`` (for :func:`parameter_table`).
+    """The rows every study has (for :func:`parameter_table`), none of them recipe: ``data_root``,
+    ``device``, ``seed``, ``deterministic`` (resolved by :func:`start`).
 
     ``data_help``: what ``data_root`` names (the study's data set folder); ``device_choices``:
     restrict ``device`` (e.g. ``("cpu",)``; default: any torch device).
     """
     device = {"choices": device_choices} if device_choices else {"check": torch_device}
-    return (("data_root", "", "", "", data_help + "; empty: the profile's data set"),
-            ("device", "cpu", "cpu", "cpu", "torch device, e.g. 'cuda'", device),
-            ("seed", 0, 0, 0, "seed of initialisation, crop positions and data order", non_negative))
+    return (("data_root", "", "", "", data_help + "; empty: the profile's data set", {"recipe": False}),
+            ("device", "cpu", "cpu", "cpu", "torch device, e.g. 'cuda'", {**device, "recipe": False}),
+            ("seed", 0, 0, 0, "seed of initialisation, crop positions and data order",
+             {"check": non_negative, "recipe": False}),
+            ("deterministic", None, None, None, "deterministic torch kernels (None: on for cpu, off for cuda/mps)",
+             {"types": (bool, None), "recipe": False}))
+
+
+#: the rows of every study that trains: how it runs (workers, checkpoint schedule; not recipe),
+#: mixed precision (recipe: the papers train in float32), and the caps of a quick check such as
+#: ``make full-check``, which shorten only what they name and make a run ``"debug"`` (:func:`capped`).
+TRAINING_ROWS = (
+    ("num_workers", 0, 0, 4, "DataLoader worker processes preparing the training batches",
+     {"check": non_negative, "recipe": False}),
+    ("checkpoint_minutes", 0.0, 0.0, 30.0, "also checkpoint when this many minutes passed (0: by steps only)",
+     {"check": non_negative, "recipe": False}),
+    ("keep_last", 1, 1, 2, "checkpoints kept per network (the latest and the ones before it)",
+     {"check": positive, "recipe": False}),
+    ("amp", None, None, None, "mixed precision 'bf16' or 'fp16' (None: float32, as the papers)",
+     {"types": (str, None), "choices": (None, "bf16", "fp16")}),
+    ("max_steps", None, None, None, "cap on each network's training steps (None: the recipe's)",
+     {"types": (int, None), "check": positive}),
+    ("max_images", None, None, None, "cap on the images read per split (None: all)",
+     {"types": (int, None), "check": positive}))
+
+
+def checkpointing(P: dict) -> dict:
+    """The :class:`~reprolib.train.TrainConfig` fields of :data:`TRAINING_ROWS` in ``P``."""
+    return {"amp": P["amp"], "checkpoint_minutes": P["checkpoint_minutes"], "keep_last": P["keep_last"]}
+
+
+def capped(items, cap: int | None):
+    """``items`` (a count or a sequence) limited to ``cap`` (``None``: unchanged)."""
+    if cap is None:
+        return items
+    return min(items, cap) if isinstance(items, int) else items[:cap]
+
+
+def variant(params: dict, overridden: list, spec: dict[str, Parameter] | None = None) -> str:
+    """What a run's numbers are, from its parameters: ``"debug"`` when a recipe parameter
+    (:attr:`Parameter.recipe`) other than ``weights`` is in ``overridden`` with a value other than its
+    profile's; else ``"official-weights"`` when ``weights`` is ``"official"``; else the profile's
+    :data:`RECIPES` (``"paper"`` at full, ``"miniature"`` at mini, ``"smoke"``). Without ``spec`` (a
+    record's parameters alone) only :func:`common_parameters`' rows are known not to be recipe.
+
+    >>> variant({"profile": "full", "epochs": 1, "seed": 3}, ["epochs", "seed"])
+    'debug'
+    """
+    spec = spec or parameter_table(*common_parameters(""))
+    profile = params.get("profile")
+    if any(n != "weights" and (n not in spec or spec[n].recipe and params.get(n) != spec[n].profiles.get(profile))
+           for n in overridden):
+        return "debug"
+    return "official-weights" if params.get("weights") == "official" else RECIPES.get(profile, "debug")
 
 
 def parameter_frame(spec: dict[str, Parameter], P: dict | None = None):
@@ -242,10 +304,22 @@ def parameter_frame(spec: dict[str, Parameter], P: dict | None = None):
 def start(study: str, namespace: dict, spec: dict[str, Parameter], notebook: str | None = None
           ) -> tuple[dict, "Run"]:
     """A study notebook's first call: validate the parameters in ``namespace`` (its ``globals()``,
-    ValueError as :func:`resolve_parameters`), seed every generator, open the run: ``(P, run)``."""
+    ValueError as :func:`resolve_parameters`), check that ``device`` exists here, resolve
+    ``deterministic`` (None: on for cpu), seed every generator, open the run: ``(P, run)``."""
     P = resolve_parameters(study, parameters_from_namespace(namespace), spec)
-    seed_everything(P.get("seed", 0))
-    return P, Run(study, P, notebook=notebook or f"{study}.ipynb")
+    device = torch.device(P.get("device", "cpu"))
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"{study}: device {str(device)!r} was asked for but CUDA is not available here "
+                         f"(torch {torch.__version__}, CUDA build: {torch.version.cuda or 'none'}): run with "
+                         "-p device cpu, or check the CUDA driver (nvidia-smi) and torch's CUDA build")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"{study}: device {str(device)!r} does not exist: this machine has "
+                         f"{torch.cuda.device_count()} CUDA device(s), cuda:0 … cuda:{torch.cuda.device_count() - 1}; "
+                         "pass one of them with -p device, or check CUDA_VISIBLE_DEVICES")
+    if "deterministic" in P and P["deterministic"] is None:
+        P["deterministic"] = device.type == "cpu"
+    seed_everything(P.get("seed", 0), deterministic=P.get("deterministic", True))
+    return P, Run(study, P, notebook=notebook or f"{study}.ipynb", spec=spec)
 
 
 # --------------------------------------------------------------------------- fingerprints
@@ -328,13 +402,18 @@ def environment() -> dict:
 class Run:
     """A study run, finished by :func:`write_record`. ``run.dir``
     (``results/<study>/<profile>-<hash of the parameters>/``) holds its figures and checkpoints, so
-    re-running a configuration resumes its checkpoints and replaces its record."""
+    re-running a configuration resumes its checkpoints and replaces its record. ``run.code``: the
+    :func:`code_fingerprint` as the run starts (what its record keeps); ``run.variant``: :func:`variant`
+    (with ``spec``, the study's parameter table)."""
 
-    def __init__(self, study: str, params: dict, notebook: str | None = None):
+    def __init__(self, study: str, params: dict, notebook: str | None = None,
+                 spec: dict[str, Parameter] | None = None):
         self.study = study
         self.params = {k: v for k, v in params.items() if k != "overridden"}
         self.overridden = params.get("overridden", [])
         self.notebook = notebook
+        self.code = code_fingerprint(_notebook_path(notebook))
+        self.variant = variant(self.params, self.overridden, spec)
         key = json.dumps(self.params, sort_keys=True, default=str)
         self.run_id = f"{self.params.get('profile', 'run')}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
         self.dir = results_dir() / study / self.run_id
@@ -368,9 +447,8 @@ def write_record(run: Run, *, metrics: list[dict], dataset: dict, curves: dict |
     """
     record = {
         "study": run.study, "notebook": run.notebook, "run_id": run.run_id,
-        "profile": run.params.get("profile"), "parameters": run.params,
-        "overridden": run.overridden, "dataset": dataset,
-        "code": code_fingerprint(_notebook_path(run.notebook)), "environment": environment(),
+        "profile": run.params.get("profile"), "variant": run.variant, "parameters": run.params,
+        "overridden": run.overridden, "dataset": dataset, "code": run.code, "environment": environment(),
         "command": " ".join(sys.argv), "host": socket.gethostname(), "started_at": run.started_at,
         "wall_time_s": round(time.time() - run.started, 2), "metrics": metrics,
         "curves": curves or {}, "figures": figures or [], "paper": paper or [], "notes": notes,

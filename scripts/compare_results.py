@@ -1,6 +1,6 @@
 """Compare the metric values of two ``results/`` trees (e.g. two cold builds at two commits).
 
-For each (study, profile, notebook), the newest run record on each side (the book's selection,
+For each (study, profile, notebook, variant), the newest run record on each side (the book's selection,
 ``reprolib.report.latest_records``) is read, and every ``metrics[]`` row is matched by its ``key``
 (or ``model`` + ``metric`` when it has none; a key shared by several rows adds the model). Prints
 per study how many values were compared, how many differ (exact equality unless ``--tolerance``),
@@ -18,21 +18,23 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from reprolib.report import latest_records
+from reprolib.report import latest_records, record_variant
+from reprolib.study import RECIPES
 
 #: rows measured with a clock or of this machine's memory: they differ from run to run
 TIMING = r"cpu_s|speedup|seconds|latency|memory|GB"
 
 
 def load(root: Path) -> dict:
-    """(study, profile, notebook) → the newest record under ``root`` (``<study>/<run-id>/record.json``)."""
+    """(study, profile, notebook, variant) → the newest record under ``root`` (``<study>/<run-id>/record.json``)."""
     records = []
     for path in sorted(root.glob("*/*/record.json")):
         try:
             records.append(json.loads(path.read_text()))
         except (OSError, json.JSONDecodeError) as e:
             print(f"warning: skipping {path}: {e}", file=sys.stderr)
-    return {(r.get("study"), r.get("profile"), r.get("notebook")): r for r in latest_records(records)}
+    return {(r.get("study"), r.get("profile"), r.get("notebook"), record_variant(r)): r
+            for r in latest_records(records)}
 
 
 def rows(record: dict) -> dict:
@@ -70,10 +72,10 @@ def compare(a_root: Path, b_root: Path, tolerance: float = 0.0, ignore: str | No
     skip = re.compile(ignore) if ignore else None
     totals = Counter(compared=0, differ=0, ignored=0, one_side_rows=0, one_side_records=0)
     for ident in sorted(set(a) | set(b), key=lambda k: tuple(str(x) for x in k)):
-        study, prof, notebook = ident
+        study, prof, notebook, variant = ident
         if profile is not None and prof != profile:
             continue
-        name = f"{study} ({prof}, {notebook})"
+        name = f"{study} ({prof}, {notebook}{'' if variant == RECIPES.get(prof) else ', ' + variant})"
         if ident not in a or ident not in b:
             totals["one_side_records"] += 1
             print(f"{name}: record only in {'A' if ident in a else 'B'}", file=out)

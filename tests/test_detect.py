@@ -89,6 +89,9 @@ def test_full_retinanet_plumbing_and_coco_state_dict_loading(tmp_path):
 
 def test_coco_weights_a_file_as_given_a_folder_through_the_manifest(tmp_path, monkeypatch):
     path = tmp_path / "coco.pth"
+    with pytest.raises(detect.data.DataMissingError, match="detector_weights 'coco.pth': no such file"):
+        detect.coco_weights(str(path))  # a missing file says what to give, not a bare FileNotFoundError
+    path.write_bytes(b"")
     assert detect.coco_weights(str(path)) == path
     seen = []
     monkeypatch.setattr(detect.data, "prepare", lambda name, root=None: seen.append((name, root)) or tmp_path)

@@ -143,27 +143,35 @@ def test_raw_nod_inputs_scale_boxes_with_packing(tiny_root):
 
 def test_step_batches_are_deterministic_and_cover_each_epoch(tiny_root):
     inputs = gs.RawNODInputs(tiny_root, "Sony", "train", kind="raw", min_side=32, max_side=64, in_memory=True)
-    batches = gs.StepBatches(inputs, batch_size=4, seed=3, steps=6)
+    batches = gs.StepBatches(inputs, batch_size=4, seed=3)
     assert batches.steps_per_epoch == 2
     assert sorted(np.concatenate([batches.indices(0), batches.indices(1)])) == list(range(8))
     for step in range(6):  # the shared sampler, on the GenISP epoch-order stream
         assert np.array_equal(batches.indices(step), train.epoch_batch(8, 4, 3, train.STREAMS["genisp_epoch_order"], step))
-    a, b = batches(5), gs.StepBatches(inputs, batch_size=4, seed=3, steps=6)(5)
+    a, b = batches(5), gs.StepBatches(inputs, batch_size=4, seed=3)(5)
     assert all(torch.equal(x, y) for x, y in zip(a[0], b[0]))
     assert not all(torch.equal(x, y) for x, y in zip(a[0], batches(4)[0]))
 
 
-def test_step_batches_from_worker_processes_are_the_same(tiny_root):
+def _genisp_parameters(**changes) -> dict:
+    P = {k: p.profiles["smoke"] for k, p in gs.PARAMETERS.items() if k != "profile"}
+    return {**P, "profile": "smoke", "deterministic": True, **changes}
+
+
+def test_training_in_dataloader_workers_is_the_same_run(tiny_root, tmp_path, monkeypatch):
     inputs = gs.RawNODInputs(tiny_root, "Sony", "train", kind="raw", min_side=32, max_side=64)
-    here = gs.StepBatches(inputs, batch_size=4, seed=1, steps=4)
-    workers = gs.StepBatches(inputs, batch_size=4, seed=1, steps=4, num_workers=1)
-    for step in (0, 1, 3):  # 3: a jump, as when a run resumes
-        a, b = here(step), workers(step)
-        assert all(torch.equal(x, y) for x, y in zip(a[0], b[0]))
-        assert all(torch.equal(x["boxes"], y["boxes"]) for x, y in zip(a[1], b[1]))
+    detector = detect.freeze(detect.mini_retinanet(32, 64))
+    states = []
+    for workers in (0, 1):
+        monkeypatch.setenv("REPROLIB_RESULTS", str(tmp_path / f"results-{workers}"))
+        P = _genisp_parameters(batch_size=4, epochs=1, num_workers=workers)
+        model, _ = gs.train_genisp(detector, inputs, P, progress=False)
+        states.append(model.state_dict())
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
 
 
-def test_training_through_the_frozen_detector_changes_only_genisp(tiny_root):
+def test_training_through_the_frozen_detector_changes_only_genisp(tiny_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("REPROLIB_RESULTS", str(tmp_path))
     torch.manual_seed(0)
     detector = detect.freeze(detect.mini_retinanet(32, 64))
     before = {k: v.clone() for k, v in detector.state_dict().items()}
@@ -174,12 +182,12 @@ def test_training_through_the_frozen_detector_changes_only_genisp(tiny_root):
     from reprolib.models.genisp import GenISP
 
     model = GenISP()
-    loss = gs.genisp_loss(model, detector, gs.StepBatches(inputs, 2, 0, steps=1)(0), gray_world_weight=0.1)
+    loss = gs.genisp_loss(model, detector, gs.StepBatches(inputs, 2, 0)(0), gray_world_weight=0.1)
     loss.backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
     assert all(p.grad is None for p in detector.parameters())
 
-    model, history = gs.train_genisp(detector, inputs, epochs=2, batch_size=1, lr=1e-2, progress=False)
+    model, history = gs.train_genisp(detector, inputs, _genisp_parameters(epochs=2, batch_size=1), progress=False)
     assert [p["step"] for p in history.curves["loss"]] == [3, 6]  # one point per epoch
     after = detector.state_dict()
     assert before.keys() == after.keys()
@@ -189,7 +197,7 @@ def test_training_through_the_frozen_detector_changes_only_genisp(tiny_root):
 def test_train_genisp_refuses_an_unfrozen_detector(tiny_root):
     inputs = gs.RawNODInputs(tiny_root, "Sony", "train", kind="raw", min_side=32, max_side=64)
     with pytest.raises(ValueError, match="frozen"):
-        gs.train_genisp(detect.mini_retinanet(32, 64), inputs, epochs=1, batch_size=4, progress=False)
+        gs.train_genisp(detect.mini_retinanet(32, 64), inputs, _genisp_parameters(), progress=False)
 
 
 def test_detection_row_on_a_genisp_row(tiny_root):

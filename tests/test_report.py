@@ -7,13 +7,14 @@ import pytest
 from reprolib import report, study
 
 
-def _record(tmp_path, study_name, profile, metrics, stale=False, claims=None):
-    params = {"profile": profile, "seed": 0}
-    run = study.Run(study_name, {**params, "overridden": []}, notebook=f"{study_name}.ipynb")
+def _record(tmp_path, study_name, profile, metrics, stale=False, claims=None, overrides=None, started=None):
+    params = {"profile": profile, "seed": 0, **(overrides or {})}
+    run = study.Run(study_name, {**params, "overridden": list(overrides or [])}, notebook=f"{study_name}.ipynb")
     path = study.write_record(run, metrics=metrics, dataset={"name": "x", "fingerprint": "f"}, claims=claims)
-    if stale:
+    if stale or started:
         rec = json.loads(path.read_text())
-        rec["code"]["library"] = "0" * 16
+        rec["code"]["library"] = "0" * 16 if stale else rec["code"]["library"]
+        rec["started_at"] = started or rec["started_at"]
         path.write_text(json.dumps(rec))
     return path
 
@@ -150,3 +151,75 @@ def test_the_front_page_builds_before_any_run():
     board = report.scoreboard([])
     assert board.empty and report.headline([]).empty and report.comparable(board).empty
     assert not report.comparable_figure(board).axes[0].patches
+
+
+def _psnr(value):
+    return [{"key": "sid/sony/psnr", "model": "SID U-Net", "metric": "PSNR (dB)", "value": value}]
+
+
+def _sid_claim(gap):
+    return [report.claim("sid/beats-traditional", gap, "PSNR gain over the traditional pipeline (dB)")]
+
+
+def test_a_test_run_never_replaces_the_result(tmp_path, monkeypatch):
+    """A newer 1-epoch ``full`` run (variant ``debug``) is on the runs page only: the scoreboard, the
+    claims table, the headline, the README and the figure keep the ``paper`` run, or show nothing."""
+    paper = tmp_path / "paper"
+    monkeypatch.setenv("REPROLIB_RESULTS", str(paper))
+    _record(paper, "sid", "full", _psnr(28.5), claims=_sid_claim(6.2), started="2026-01-01T00:00:00+00:00")
+    debug = _record(paper, "sid", "full", _psnr(10.71), claims=_sid_claim(-1.5), overrides={"epochs": 1},
+                    started="2026-02-01T00:00:00+00:00")
+    records = study.load_records(paper)
+    assert sorted(r["variant"] for r in records) == ["debug", "paper"]
+    board = report.scoreboard(records)
+    assert board.set_index("key").loc["sid/sony/psnr", "ours (full)"] == 28.5
+    assert 10.71 not in board[["ours (mini)", "ours (full)", "authors' weights (full)"]].stack().tolist()
+    assert "10.71" not in report.readme_summary(records) and "28.5" in report.readme_summary(records)
+    assert report.headline(records).set_index("key").loc["sid/sony/psnr", "ours (full)"] == 28.5
+    assert report.comparable(board).set_index("key").loc["sid/sony/psnr", "ours"] == 28.5
+    row = report.claims_table(records).set_index("claim").loc[report.CLAIMS["sid/beats-traditional"][1]]
+    assert row["verdict (full)"] == "holds (1 seed)" and "-1.5" not in row["measured"]
+    others = report.other_runs(records)
+    assert list(others["variant"]) == ["debug"] and list(others["overridden"]) == ["epochs=1"]
+    assert list(others["run"]) == [json.loads(debug.read_text())["run_id"]]
+    # only the debug run at full: "ours (full)" is empty, the claim "not run" at full
+    only = tmp_path / "only"
+    (only / "sid").mkdir(parents=True)
+    debug.parent.rename(only / "sid" / debug.parent.name)
+    records = study.load_records(only)
+    board = report.scoreboard(records)
+    assert board.empty and report.comparable(board).empty and "10.71" not in report.readme_summary(records)
+    assert set(report.claims_table(records)["verdict (full)"]) == {"not run"}
+
+
+def test_the_authors_weights_are_their_own_column(tmp_path, monkeypatch):
+    monkeypatch.setenv("REPROLIB_RESULTS", str(tmp_path))
+    lle = [{"key": "lle/sony/psnr", "model": "Lamba & Mitra", "metric": "PSNR (dB)", "value": 27.0}]
+    _record(tmp_path, "lle_rdb", "full", lle, started="2026-01-01T00:00:00+00:00")
+    _record(tmp_path, "lle_rdb", "full", [{**lle[0], "value": 28.6}], overrides={"weights": "official"},
+            claims=[report.claim("lle/rdb-star-beats-rdb", None, "PSNR gain (dB)")], started="2026-02-01T00:00:00+00:00")
+    records = study.load_records(tmp_path)
+    row = report.scoreboard(records).set_index("key").loc["lle/sony/psnr"]
+    # neither hides the other; the delta vs paper is ours
+    assert (row["ours (full)"], row["authors' weights (full)"]) == (27.0, 28.6)
+    assert row["delta vs paper"] == pytest.approx(27.0 - 28.66) and row["scale"] == "full"
+    summary = report.readme_summary(records)
+    assert "authors' weights (full)" in summary and "28.6" in summary
+    official = report.claims_table(records, columns=["authors' weights (full)"]).set_index("claim")
+    assert official.loc["RDB* beats the canonical RDB", "verdict (authors' weights (full))"] == "not testable here"
+    assert set(report.claims_table(records)["verdict (full)"]) == {"not run"}  # not ours
+    assert report.other_runs(records).empty
+
+
+def test_a_full_record_is_never_labelled_mini(tmp_path, monkeypatch):
+    monkeypatch.setenv("REPROLIB_RESULTS", str(tmp_path))
+    _record(tmp_path, "pynet", "full", [
+        {"key": "pynet/zurich/psnr", "model": "PyNET (ours)", "metric": "PSNR (dB)", "value": 20.5}], stale=True)
+    _record(tmp_path, "lle_rdb", "full", [{"key": "lle/sony/psnr", "model": "Lamba & Mitra", "metric": "PSNR (dB)",
+                                           "value": 28.6}], overrides={"weights": "official"})
+    records = study.load_records(tmp_path)
+    board = report.scoreboard(records)
+    assert "mini" not in set(board["scale"]) and board["ours (mini)"].isna().all()
+    lines = [line.split(" | ") for line in report.readme_summary(records).splitlines() if "PyNET" in line]
+    assert lines[0][5] == "" and lines[0][6].startswith("20.5 (stale)")  # ours (mini) empty, ours (full) stale
+    assert set(report.runs_table(records)["variant"]) == {"paper", "official-weights"}

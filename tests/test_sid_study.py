@@ -257,4 +257,14 @@ def test_sid_and_batchnorm_notebooks_share_the_training_budget():
     for profile in study.PROFILES:
         a = study.resolve_parameters("sid", {"profile": profile}, sid_study.PARAMETERS)
         b = study.resolve_parameters("sid_batchnorm", {"profile": profile}, sid_study.PARAMETERS_BATCHNORM)
-        assert {k: v for k, v in a.items() if k != "norm"} == b
+        assert {k: v for k, v in a.items() if k not in ("norm", "weights", "official_weights_path")} == b
+
+
+def test_missing_official_weights_say_how_to_get_them(tmp_path, monkeypatch):
+    monkeypatch.setenv("REPROLIB_DATA", str(tmp_path))
+    P = study.resolve_parameters("sid", {"profile": "full", "weights": "official"}, sid_study.PARAMETERS)
+    with pytest.raises(data.DataMissingError, match="1wmx7AM6XWHjHIvpErmIouQgbQoMxAymG"):
+        sid_study.official_model(P)  # the Google Drive id of the data shard, from the manifest
+    P["official_weights_path"] = str(tmp_path / "model.ckpt")
+    with pytest.raises(FileNotFoundError, match="model.ckpt"):
+        sid_study.official_model(P)

@@ -1,5 +1,4 @@
 """Tests of the SID U-Net: architecture against the released TensorFlow checkpoints, sizes, variants."""
-import sys
 from pathlib import Path
 
 import pytest
@@ -7,9 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from reprolib.models.sid_unet import SIDUNet, official_variable_name, pad_to_multiple
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tf_bundle_index import model_variables, read_bundle_index  # noqa: E402
+from reprolib.models.tf_checkpoint import model_variables, read_bundle_index
 
 FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
 CHECKPOINT_INDEX = FIXTURES / "sid" / "checkpoint_index"

@@ -130,3 +130,99 @@ def test_published_value_of_an_absent_key():
     with pytest.raises(KeyError, match="no published paper value"):
         published.published_value("sid/no/such/key")
     assert published.published_value("sid/no/such/key", strict=False) is None
+
+
+def _spec():
+    return study.parameter_table(
+        *study.common_parameters("a folder"),
+        ("epochs", 1, 22, 4000, "epochs", study.positive),
+        ("weights", "trained", "trained", "trained", "trained or official", ("trained", "official")),
+        ("keep_last", 2, 2, 2, "checkpoints kept", {"recipe": False}),
+        ("steps", [2] * 2, [150] * 2, None, "steps per level", {"types": (list, None)}))
+
+
+def test_variant_is_computed_from_the_parameters(tmp_path, monkeypatch):
+    monkeypatch.setenv("REPROLIB_RESULTS", str(tmp_path))
+    spec = _spec()
+    assert [name for name, p in spec.items() if not p.recipe] == [
+        "data_root", "device", "seed", "deterministic", "keep_last"]
+
+    def variant(**given):
+        P = study.resolve_parameters("t", given, spec)
+        return study.Run("toy", P, spec=spec).variant
+
+    assert (variant(profile="full"), variant(profile="mini"), variant(profile="smoke")) == ("paper", "miniature", "smoke")
+    # where and how it runs is not the recipe; the profile's own value given explicitly changes nothing
+    assert variant(profile="full", seed=3, device="cpu", keep_last=5, data_root="/d", epochs=4000) == "paper"
+    assert variant(profile="full", epochs=1) == "debug" and variant(profile="mini", steps=[1, 1]) == "debug"
+    assert variant(profile="full", weights="official") == "official-weights"
+    assert variant(profile="full", weights="official", epochs=1) == "debug"
+    # the record carries it, and exactly the names that were given
+    P = study.resolve_parameters("t", {"profile": "full", "epochs": 1, "device": None, "seed": None}, spec)
+    rec = json.loads(study.write_record(study.Run("toy", P, spec=spec), metrics=[], dataset={}).read_text())
+    assert rec["variant"] == "debug" and rec["overridden"] == ["epochs"]
+
+
+def test_the_notebooks_parameters_cells_override_nothing():
+    """Every name of a study notebook's ``parameters`` cell is None but ``profile``: ``overridden`` then lists
+    exactly what papermill injected."""
+    from pathlib import Path
+
+    notebooks = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
+    assert notebooks
+    for path in notebooks:
+        cell = next(c for c in json.loads(path.read_text())["cells"] if "parameters" in c["metadata"].get("tags", []))
+        namespace = {}
+        exec("".join(cell["source"]), namespace)
+        given = study.parameters_from_namespace(namespace)
+        assert {k for k, v in given.items() if v is not None} == {"profile"}, path.name
+        assert {"device", "seed"} <= set(given), path.name
+        P = study.resolve_parameters("t", {k: v for k, v in given.items() if k in _spec()}, _spec())
+        assert P["overridden"] == [], path.name
+
+
+def test_the_record_keeps_the_code_the_run_started_with(tmp_path, monkeypatch):
+    monkeypatch.setenv("REPROLIB_RESULTS", str(tmp_path))
+    run = study.Run("toy", study.resolve_parameters("t", {"profile": "smoke"}, SPEC))
+    started_with = study.code_fingerprint()
+    monkeypatch.setattr(study, "code_fingerprint", lambda notebook=None: {"library": "edited while it ran"})
+    rec = json.loads(study.write_record(run, metrics=[], dataset={}).read_text())
+    assert rec["code"] == started_with
+
+
+def test_start_checks_the_device_and_resolves_determinism(tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.setenv("REPROLIB_RESULTS", str(tmp_path))
+    seeded = []
+    monkeypatch.setattr(study, "seed_everything", lambda seed, deterministic: seeded.append(deterministic))
+    spec = study.parameter_table(*study.common_parameters("a folder"))
+    P, run = study.start("toy", {"profile": "smoke"}, spec)
+    assert P["deterministic"] is True and seeded == [True]
+    rows = study.parameter_table(*study.TRAINING_ROWS)
+    assert rows["num_workers"].profiles["full"] == 4 and not rows["num_workers"].recipe and rows["max_steps"].recipe
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match=r"CUDA is not available.*-p device cpu.*CUDA driver"):
+        study.start("toy", {"profile": "full", "device": "cuda"}, spec)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    with pytest.raises(ValueError, match=r"'cuda:2' does not exist.*2 CUDA device"):
+        study.start("toy", {"profile": "full", "device": "cuda:2"}, spec)
+    assert seeded == [True]  # nothing was seeded (nor decoded) before the check
+    P, run = study.start("toy", {"profile": "full", "device": "cuda:1"}, spec)
+    assert P["deterministic"] is False and seeded[-1] is False
+    P, run = study.start("toy", {"profile": "full", "device": "cuda", "deterministic": True}, spec)
+    assert P["deterministic"] is True and seeded[-1] is True
+    rec = json.loads(study.write_record(run, metrics=[], dataset={}).read_text())
+    assert rec["parameters"]["deterministic"] is True and rec["variant"] == "paper"
+
+
+def test_a_list_given_as_text_says_how_to_pass_it():
+    spec = study.parameter_table(("epochs", 1, 22, 4000, "epochs"),  # as pynet_study's lists per level
+                                 ("steps", [2] * 2, [150] * 2, None, "steps per level", {"types": (list, None)}))
+    with pytest.raises(ValueError) as e:
+        study.resolve_parameters("pynet", {"profile": "mini", "steps": "[1, 2]"}, spec)
+    assert "-y \"steps: [1, 2]\"" in str(e.value) and "YAML" in str(e.value)
+    with pytest.raises(ValueError) as e:
+        study.resolve_parameters("pynet", {"profile": "mini", "epochs": "[1, 2]"}, spec)
+    assert "-y" not in str(e.value)  # an int parameter: no list hint

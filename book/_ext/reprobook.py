@@ -25,7 +25,8 @@ def _chapter_status(docname: str) -> tuple[bool, str]:
     from reprolib import study
 
     notebook = docname[len(STUDY_PREFIX):] + ".ipynb"
-    records = [r for r in study.load_records() if r.get("notebook") == notebook and r.get("profile") == "mini"]
+    records = [r for r in study.load_records() if r.get("notebook") == notebook and r.get("profile") == "mini"
+               and r.get("variant", "miniature") == "miniature"]
     if not records:
         return True, (f"No run record of {notebook} was found in results/: the outputs on this page "
                       "come from the execution cache and cannot be traced to a run. Rebuild after "
@@ -54,7 +55,8 @@ def _other_runs_note(records: list[dict], max_rows: int = 12) -> nodes.Element:
     note = nodes.note()
     note += nodes.paragraph(text=f"Runs of this notebook found in results/ at another profile than the "
                                  f"book's mini ({len(records)} shown, newest first). The page below is the "
-                                 "mini run; these numbers are also on the scoreboard.")
+                                 "mini run; the scoreboard shows only the runs of the paper's recipe or the "
+                                 "authors' weights, the others (variant debug) are on the runs page.")
     for rec in records:
         flag = " — STALE: computed with other code than the checkout's" if rec.get("stale") else ""
         data = rec.get("dataset", {}).get("name", "?")
@@ -62,7 +64,8 @@ def _other_runs_note(records: list[dict], max_rows: int = 12) -> nodes.Element:
         for m in [m for m in rec.get("metrics", []) if m.get("value") is not None][:max_rows]:
             items += nodes.list_item("", nodes.paragraph(
                 text=f"{m.get('model', '')} · {m.get('metric', '')}: {m['value']}"))
-        note += nodes.paragraph(text=f"{rec.get('run_id')} (profile {rec.get('profile')}, data {data}, "
+        note += nodes.paragraph(text=f"{rec.get('run_id')} (profile {rec.get('profile')}, variant "
+                                     f"{rec.get('variant', '?')}, data {data}, "
                                      f"started {rec.get('started_at')}){flag}")
         note += items
     note["classes"].append("other-profile-runs")

@@ -12,7 +12,8 @@ them, and reading them. :func:`prepare` makes an entry usable and returns its fo
 The readers (:func:`read_sid_list`, :func:`sid_pairs`, :func:`read_raw_nod`,
 :class:`RawNODDetection`, :class:`ZurichRawToRGB`) read real data and synthetic miniatures alike.
 Environment: ``REPROLIB_DATA`` (cache, default ``~/.cache/reprolib``), ``REPROLIB_MANIFEST``
-(another manifest file), ``REPROLIB_OFFLINE=1`` (never download)."""
+(another manifest file), ``REPROLIB_OFFLINE=1`` (never download), ``REPROLIB_FINGERPRINT=sha256``
+(a data set's identity from the content of the files a study reads, not their sizes: :func:`fingerprint`)."""
 from . import manifest, raw_nod, sid, zurich
 from .manifest import *  # noqa: F401,F403
 from .raw_nod import *  # noqa: F401,F403

@@ -16,9 +16,11 @@ from pathlib import Path
 import pandas as pd
 import pooch
 import yaml
+from tqdm.auto import tqdm
 
 __all__ = ["DataMissingError", "DataVerificationError", "UnknownEntryError", "ManifestError", "MANIFEST_PATH",
-           "STAMP_NAME", "load_manifest", "cache_dir", "entry", "prepare", "verify", "fingerprint", "manifest_table", "dataset_for_profile"]
+           "STAMP_NAME", "load_manifest", "cache_dir", "entry", "prepare", "verify", "identity_files", "fingerprint",
+           "manifest_table", "dataset_for_profile"]
 
 #: the registry shipped with the repository
 MANIFEST_PATH = Path(__file__).resolve().parents[2] / "data_manifest.yaml"
@@ -116,19 +118,54 @@ def _files_fingerprint(files: dict[str, dict]) -> str:
     return _digest(f"{name}\0{info['sha256']}" for name, info in sorted(files.items()))
 
 
-def fingerprint(path: str | Path) -> str:
-    """A short, stable hash (16 hex digits) of a data set folder or a file, for the run records:
-    a generated set's stamp fingerprint (from every file's sha256), else from the relative names
-    and sizes of the (non-hidden) files, so that a 25 GB data set is not read."""
-    path = Path(path)
+def identity_files(root: str | Path) -> list[Path]:
+    """The files that make the data set folder ``root`` what it is: the files its reader reads
+    (``identity_files`` of :mod:`~reprolib.data.sid`, :mod:`~reprolib.data.raw_nod`,
+    :mod:`~reprolib.data.zurich`, the first whose layout is there), else every non-hidden file."""
+    from . import raw_nod, sid, zurich  # the readers import this module
+    root = Path(root)
+    for reader in (sid, raw_nod, zurich):
+        if (files := reader.identity_files(root)) is not None:
+            return files
+    return _walk(root)
+
+
+_SHA256_SEEN: dict = {}  # (path, size, mtime) -> sha256: a file is read once per process
+
+
+def _content(path: Path, mode: str) -> str:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return "missing"
+    if mode == "size":
+        return str(st.st_size)
+    key = (os.path.abspath(path), st.st_size, st.st_mtime_ns)
+    if key not in _SHA256_SEEN:
+        _SHA256_SEEN[key] = _sha256(path)
+    return _SHA256_SEEN[key]
+
+
+def fingerprint(path: str | Path, mode: str | None = None) -> str:
+    """A short, stable hash (16 hex digits) of a data set folder or a file, for the run records
+    and the keys of caches and checkpoints. A generated set: its stamp's fingerprint (from every
+    file's sha256). Else the relative names of :func:`identity_files` (what the study reads: files
+    added or removed beside them, e.g. the downloaded archive, change nothing) with, by ``mode``,
+    their sizes (``'size'``: nothing is read) or their sha256 (``'sha256'``: every byte is read,
+    once per process). ``mode`` default: ``$REPROLIB_FINGERPRINT``, else ``'size'``."""
+    path, mode = Path(path), mode or os.environ.get("REPROLIB_FINGERPRINT") or "size"
+    if mode not in ("size", "sha256"):
+        raise ValueError(f"fingerprint mode must be 'size' or 'sha256' (REPROLIB_FINGERPRINT), got {mode!r}")
     if path.is_file():
-        return _digest([f"{path.name}\0{path.stat().st_size}"])
-    if not path.is_dir():
+        root, files = path.parent, [path]
+    elif not path.is_dir():
         raise DataMissingError(f"{path}: no such data set folder")
-    stamp = _read_stamp(path)
-    if stamp and stamp.get("fingerprint"):
+    elif (stamp := _read_stamp(path)) and stamp.get("fingerprint"):
         return stamp["fingerprint"]
-    return _digest(f"{p.relative_to(path).as_posix()}\0{p.stat().st_size}" for p in _walk(path))
+    else:
+        root, files = path, identity_files(path)
+    return _digest(sorted(f"{p.relative_to(root).as_posix()}\0{_content(p, mode)}"
+                          for p in tqdm(files, desc="sha256", disable=mode != "sha256", leave=False)))
 
 
 def _count(root: Path, item: dict) -> int:

@@ -145,6 +145,18 @@ def raw_nod_paths(root: str | Path, camera: str, split: str) -> tuple[Path, Path
     return root / camera, found[0]
 
 
+def identity_files(root: str | Path) -> list[Path] | None:
+    """What the RAW-NOD readers read under ``root`` (for :func:`~reprolib.data.fingerprint`): the
+    raw annotation files ``annotations/<camera>/raw_*_<split>.json`` and every image they name;
+    None without any."""
+    root = Path(root)
+    found = [j for camera in ("Sony", "Nikon") for split in ("train", "val", "test")
+             for j in sorted((root / "annotations" / camera).glob(f"raw_*_{split}.json"))]
+    if not found:
+        return None
+    return found + sorted({root / j.parent.name / im.file_name for j in found for im in read_raw_nod(j).images})
+
+
 class RawNODDetection(torch.utils.data.Dataset):
     """RAW-NOD images with their boxes, one raw file read (:func:`reprolib.raw.read`) per item:
     ``images_dir`` the raw files' folder (``root/Sony``, ``root/Nikon``), ``json_path`` the split's
@@ -153,26 +165,28 @@ class RawNODDetection(torch.utils.data.Dataset):
     miniature's few MB). Item ``(frame, target)``: a :class:`reprolib.raw.RawFrame` (mosaic
     ``float32`` H×W in ``[0, 1]``) or what ``transform`` returns; ``target``: ``boxes``
     (``float32`` N×4 xyxy, pixels of the annotated size), ``labels`` (``int64`` N), ``image_id``
-    (the stable index), ``image_size`` (annotated (height, width)), ``file_name``."""
+    (the stable index), ``image_size`` (annotated (height, width)), ``file_name``. ``limit``: the
+    first images of the file only."""
 
-    def __init__(self, images_dir: str | Path, json_path: str | Path, transform=None, in_memory: bool = False):
+    def __init__(self, images_dir: str | Path, json_path: str | Path, transform=None, in_memory: bool = False,
+                 limit: int | None = None):
         self.images_dir = Path(images_dir)
         self.annotations = read_raw_nod(json_path)
+        self.images = self.annotations.images[:limit]
         self.transform = transform
         self._memory = {} if in_memory else None
 
     def __len__(self) -> int:
-        return len(self.annotations.images)
+        return len(self.images)
 
     def missing_files(self) -> list[Path]:
         """Raw files the annotations list but the images folder lacks."""
-        return [self.images_dir / im.file_name for im in self.annotations.images
-                if not (self.images_dir / im.file_name).is_file()]
+        return [self.images_dir / im.file_name for im in self.images if not (self.images_dir / im.file_name).is_file()]
 
     def __getitem__(self, index: int):
         if self._memory is not None and index in self._memory:
             return self._memory[index]
-        image = self.annotations.images[index]
+        image = self.images[index]
         path = self.images_dir / image.file_name
         if not path.is_file():
             raise DataMissingError(f"{path}: image {image.id!r} of {self.annotations.path.name} is missing from {self.images_dir}")

@@ -11,6 +11,7 @@ import json
 import math
 import os
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -127,12 +128,25 @@ def sid_pairs(list_path: str | Path, root: str | Path, burst00_only: bool = True
     return out
 
 
-def load_splits(root: str | Path, burst00: bool = True, exclude_misaligned: bool = True) -> dict:
+def load_splits(root: str | Path, burst00: bool = True, exclude_misaligned: bool = True,
+                limit: int | None = None) -> dict:
     """``{"train", "val", "test"}`` → :class:`SIDPair` lists of a SID data root (``Sony_*_list.txt``;
-    ``burst00``, ``exclude_misaligned`` as in :func:`sid_pairs`); also the layout check of
-    :func:`~reprolib.data.dataset_for_profile` (``DataMissingError`` naming a missing list)."""
-    return {split: sid_pairs(Path(root) / f"Sony_{split}_list.txt", root, burst00, exclude_misaligned)
+    ``burst00``, ``exclude_misaligned`` as in :func:`sid_pairs`; ``limit``: the first pairs of each
+    split only); also the layout check of :func:`~reprolib.data.dataset_for_profile`
+    (``DataMissingError`` naming a missing list)."""
+    return {split: sid_pairs(Path(root) / f"Sony_{split}_list.txt", root, burst00, exclude_misaligned)[:limit]
             for split in ("train", "val", "test")}
+
+
+def identity_files(root: str | Path) -> list[Path] | None:
+    """What the SID readers read under ``root`` (for :func:`~reprolib.data.fingerprint`): the three
+    ``Sony_*_list.txt`` and every raw file they name (all bursts and scenes); None without
+    ``Sony_train_list.txt``."""
+    lists = [Path(root) / f"Sony_{split}_list.txt" for split in ("train", "val", "test")]
+    if not lists[0].is_file():
+        return None
+    return lists + sorted({Path(root) / name for path in lists if path.is_file()
+                           for p in read_sid_list(path) for name in (p.short, p.long)})
 
 
 def dataset_summary(splits: dict) -> pd.DataFrame:
@@ -231,10 +245,13 @@ class FileInfo:
 
 class DecodedCache:
     """Raw files decoded once into ``<data cache>/decoded/<root name>-<fingerprint>-v<VERSION>/``, read
-    back as read-only memory maps. For a raw file ``<rel>`` of the data root: ``<rel>.mosaic-<dtype>.npy``
-    the normalised mosaic ``H×W`` in ``[0, 1]`` (:func:`reprolib.raw.read`; not amplified, not packed),
-    ``<rel>.json`` its :class:`FileInfo`, for long exposures ``<rel>.srgb16.npy`` the ground truth
-    ``uint16 H×W×3`` (:func:`render_ground_truth`). Files are written atomically; ``dtype`` of the
+    back as read-only memory maps (opened per call: nothing is held open, so a forked DataLoader
+    worker reads the same files). For a raw file ``<rel>``, its path as named under the data root
+    (symbolic links are not followed: a root, folder or file may link to read-only data elsewhere):
+    ``<rel>.mosaic-<dtype>.npy`` the normalised mosaic ``H×W`` in ``[0, 1]`` (:func:`reprolib.raw.read`;
+    not amplified, not packed), ``<rel>.json`` its :class:`FileInfo`, for long exposures
+    ``<rel>.srgb16.npy`` the ground truth ``uint16 H×W×3`` (:func:`render_ground_truth`). A file
+    outside the data root raises ValueError. Files are written atomically; ``dtype`` of the
     mosaics ``'float32'`` or ``'float16'`` (half the disk, ~1e-3 relative precision)."""
 
     VERSION = 1  # bumped when the cache format or the decoding changes
@@ -242,13 +259,16 @@ class DecodedCache:
     def __init__(self, data_root: str | Path, folder: str | Path | None = None, dtype: str = "float32"):
         if dtype not in ("float32", "float16"):
             raise ValueError(f"dtype must be 'float32' or 'float16', got {dtype!r}")
-        self.data_root, self.dtype = Path(data_root).resolve(), dtype
+        self.data_root, self.dtype = Path(os.path.abspath(data_root)), dtype
         self.folder = Path(folder) if folder else (
             cache_dir() / "decoded" / f"{self.data_root.name}-{fingerprint(self.data_root)}-v{self.VERSION}")
+        self._elsewhere = "" if folder else "; set REPROLIB_DATA to put it elsewhere"
 
     def _file(self, path, suffix: str) -> Path:
-        path = Path(path)
-        base = self.folder / (path.resolve().relative_to(self.data_root) if path.is_absolute() else path)
+        path = Path(os.path.abspath(path))
+        if not path.is_relative_to(self.data_root):
+            raise ValueError(f"{path} is not under the data root {self.data_root} of this decoded cache")
+        base = self.folder / path.relative_to(self.data_root)
         return base.with_name(base.name + suffix)
 
     def _has_mosaic(self, path) -> bool:
@@ -275,11 +295,19 @@ class DecodedCache:
             _atomic_write(gt_file, lambda f: np.save(f, rgb))
 
     def ensure(self, pairs: Iterable[SIDPair], progress: bool = True, desc: str = "decode") -> None:
-        """Decode the short exposures and long-exposure ground truths of ``pairs`` not yet cached, one at a time."""
+        """Decode the short exposures and long-exposure ground truths of ``pairs`` not yet cached, one
+        at a time, in this process (before DataLoader workers start, so that they only read). With
+        ``progress``, first a line on stderr (the folder, the number of files, the size expected on
+        disk from the first file's shape), then a progress bar."""
         pairs = list(pairs)
         jobs = {**{p.short_path: False for p in pairs}, **{p.long_path: True for p in pairs}}
         todo = [(path, gt) for path, gt in jobs.items()
                 if not self._has_mosaic(path) or (gt and not self._file(path, ".srgb16.npy").is_file())]
+        if progress and todo:
+            pixels = math.prod(self.info(todo[0][0]).shape)  # decodes the first file
+            size = pixels * (np.dtype(self.dtype).itemsize * len(todo) + 6 * sum(gt for _, gt in todo))
+            print(f"decoding {len(todo):,} raw files into {self.folder} (~{_bytes(size)}{self._elsewhere})",
+                  file=sys.stderr, flush=True)
         for path, gt in tqdm(todo, desc=desc, disable=not (progress and todo), leave=False, mininterval=2.0):
             self.decode(path, ground_truth=gt)
 
@@ -299,6 +327,14 @@ class DecodedCache:
         """The cached ground truth, ``uint16`` ``H×W×3``, as a read-only memory map."""
         self.decode(path, ground_truth=True)
         return np.load(self._file(path, ".srgb16.npy"), mmap_mode="r")
+
+
+def _bytes(n: float) -> str:
+    """``n`` bytes in words, e.g. ``'47.2 GB'``."""
+    for k, unit in ((4, "TB"), (3, "GB"), (2, "MB"), (1, "kB")):
+        if n >= 1000 ** k:
+            return f"{n / 1000 ** k:.3g} {unit}"
+    return f"{n:.0f} B"
 
 
 def _geometric(a: np.ndarray, flip_v: bool, flip_h: bool, transpose: bool) -> np.ndarray:
@@ -360,12 +396,17 @@ class SIDTrainingPatches:
     resumed run replays the same batches. ``patch``: network input side (packed pixels when
     packed; official 512); ``batch``: crops per step (official 1). ``patches(step)`` → ``(x, y)``:
     ``x`` float32 ``B×C×patch×patch`` (:func:`model_input`; C = 4 packed, 1 mosaic), ``y`` float32
-    ``B×3×S×S`` in ``[0, 1]``, ``S = patch × convention.scale``."""
+    ``B×3×S×S`` in ``[0, 1]``, ``S = patch × convention.scale``, on ``device`` (``None`` or
+    ``'cpu'``: CPU tensors, what DataLoader workers return). Every draw is a function of the step
+    and the pairs are decoded into ``cache`` here, so that calls in forked DataLoader workers only
+    read it and give the same batches as calls in the main process."""
 
     def __init__(self, pairs: Sequence[SIDPair], cache: DecodedCache, patch: int, seed: int, batch: int = 1,
-                 convention: InputConvention = SID_INPUT, augment: bool = True, device: str = "cpu"):
+                 convention: InputConvention = SID_INPUT, augment: bool = True, device: str | None = "cpu"):
         if not pairs:
             raise ValueError("no training pairs")
+        if isinstance(cache, DecodedCache):
+            cache.ensure(pairs, desc="decode train")
         self.scenes = [[p for p in pairs if p.scene == s] for s in sorted({p.scene for p in pairs})]
         self.cache, self.patch, self.seed, self.batch = cache, int(patch), int(seed), int(batch)
         self.convention, self.augment, self.device = convention, augment, device
@@ -393,7 +434,7 @@ class SIDTrainingPatches:
 
     def __call__(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         items = self.sample(step)
-        return tuple(torch.from_numpy(np.stack([i[k] for i in items])).to(self.device) for k in (1, 2))
+        return tuple(torch.from_numpy(np.stack([i[k] for i in items])).to(self.device or "cpu") for k in (1, 2))
 
 
 class SIDImages:

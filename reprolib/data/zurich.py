@@ -53,12 +53,26 @@ def read_zurich_target(path: str | Path, level: int = 0) -> np.ndarray:
         return np.ascontiguousarray(np.asarray(im).transpose(2, 0, 1), dtype=np.float32) / np.float32(255)
 
 
+def identity_files(root: str | Path) -> list[Path] | None:
+    """What :class:`ZurichRawToRGB` reads under ``root`` (for :func:`~reprolib.data.fingerprint`):
+    ``<split>/huawei_raw/<i>.png`` and ``<split>/canon/<i>.jpg`` of every numbered raw patch of
+    ``train`` and ``test``; None when neither has a ``huawei_raw`` folder."""
+    root = Path(root)
+    splits = [split for split in ("train", "test") if (root / split / "huawei_raw").is_dir()]
+    if not splits:
+        return None
+    return [root / split / folder / f"{p.stem}.{ext}" for split in splits
+            for p in sorted((root / split / "huawei_raw").glob("*.png")) if p.stem.isdigit()
+            for folder, ext in (("huawei_raw", "png"), ("canon", "jpg"))]
+
+
 class ZurichRawToRGB(torch.utils.data.Dataset):
     """The pairs of ``split`` under ``root``, read on demand. Item ``i``: ``float32`` 4×h×w (:func:`pack_zurich`) and
     ``float32`` 3×(2h/2^level)×(2w/2^level) in ``[0, 1]`` (:func:`read_zurich_target`), the size of PyNET's output at
-    ``level`` (:meth:`set_level`). :class:`DataMissingError` unless both folders hold ``0 … N−1`` (N ≥ 1)."""
+    ``level`` (:meth:`set_level`). :class:`DataMissingError` unless both folders hold ``0 … N−1`` (N ≥ 1).
+    ``limit``: the first pairs only."""
 
-    def __init__(self, root: str | Path, split: str, level: int = 0):
+    def __init__(self, root: str | Path, split: str, level: int = 0, limit: int | None = None):
         self.root, self.split = Path(root), split
         self.raw_dir, self.target_dir = self.root / split / "huawei_raw", self.root / split / "canon"
         raws = {p.stem for p in self.raw_dir.glob("*.png")}
@@ -67,6 +81,7 @@ class ZurichRawToRGB(torch.utils.data.Dataset):
         if not self.n or raws != targets or raws != {str(i) for i in range(self.n)}:
             raise DataMissingError(f"{self.root / split}: expected huawei_raw/<i>.png and canon/<i>.jpg for i = 0 … "
                                    f"N−1 (Zurich RAW-to-RGB); found {len(raws)} PNG and {len(targets)} JPEG files")
+        self.n = min(self.n, limit or self.n)
         self.set_level(level)
 
     def set_level(self, level: int) -> None:

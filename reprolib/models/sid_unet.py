@@ -6,11 +6,13 @@ Sony checkpoint. See the book's page *The networks* for its quirks and the Batch
 """
 from __future__ import annotations
 
+from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .tf_checkpoint import read_bundle_index, read_checkpoint
 
 __all__ = ["SIDUNet", "official_variable_name", "pad_to_multiple", "NORMS"]
 
@@ -125,13 +127,40 @@ class SIDUNet(nn.Module):
         x = F.pixel_shuffle(self.conv10(x), self.upscale)
         return x[..., : h * self.upscale, : w * self.upscale]
 
+    @classmethod
+    def from_official(cls, prefix: str | Path, verify_crc: bool = True) -> SIDUNet:
+        """The released TensorFlow network, read without TensorFlow: ``prefix`` is the checkpoint
+        path without ``.index`` (``checkpoint/Sony/model.ckpt``; its ``.data-00000-of-00001``
+        beside it). Sony or Fuji configuration from the index's shapes. Kernels H×W×in×out
+        (transposed convs H×W×out×in) become out×in×H×W (in×out×H×W), and conv10's channels go
+        from ``tf.depth_to_space``'s order ``(dy·r + dx)·3 + c`` to ``pixel_shuffle``'s
+        ``c·r² + dy·r + dx``, so the output is the official one. Raises as
+        :func:`~reprolib.models.tf_checkpoint.read_checkpoint`."""
+        prefix = Path(str(prefix).removesuffix(".index"))
+        shapes = {name: e.shape for name, e in read_bundle_index(f"{prefix}.index").items()}
+        in_channels, width = shapes["g_conv1_1/weights"][2:]
+        upscale = round((shapes["g_conv10/weights"][3] / 3) ** 0.5)
+        model = cls(in_channels=in_channels, width=width, upscale=upscale)
+        names = {official_variable_name(n): n for n, _ in model.named_parameters()}
+        state = {}
+        for tf_name, value in read_checkpoint(prefix, names, verify_crc).items():
+            tensor = torch.from_numpy(value)
+            state[names[tf_name]] = tensor.permute(3, 2, 0, 1) if tensor.dim() == 4 else tensor
+        r2 = upscale**2
+        channel = torch.arange(3 * r2)
+        depth_to_space_order = channel % r2 * 3 + channel // r2
+        for key in ("conv10.weight", "conv10.bias"):
+            state[key] = state[key][depth_to_space_order]
+        model.load_state_dict(state)
+        return model
+
 
 def official_variable_name(parameter_name: str) -> str:
     """The official TensorFlow checkpoint's variable name for ``parameter_name``, a name from
     ``SIDUNet(norm='none').named_parameters()``: ``encoder.k.convj.weight`` ↔
     ``g_conv{k+1}_{j}/weights``, ``decoder.k.convj`` ↔ ``g_conv{k+6}_{j}``, ``upsamplers.k.weight``
     ↔ ``Variable`` / ``Variable_{k}``, ``conv10`` ↔ ``g_conv10``. Converting weights also needs
-    the layouts permuted (HWIO → OIHW).
+    the layouts permuted (:meth:`SIDUNet.from_official` does it).
 
     Raises:
         KeyError: for a parameter with no official counterpart (e.g. BatchNorm).
